@@ -1,0 +1,1 @@
+"""QuickCart benchmarks: `quickcart bench SCENARIO` (bench.cli.main)."""

@@ -1,0 +1,84 @@
+"""`flash-sale`: N buyers at once for N/10 units of one product."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import text
+
+from bench.common import Report, intent_key, percentile
+from bench.harness import Stack, wait_until
+from bench.orders import PRICE, start_shop
+
+
+def run(size: int, as_json: bool) -> Report:
+    report = Report("flash-sale")
+    units = max(1, size // 10)
+    with Stack("flash-sale", quiet=as_json) as stack:
+        buyers = stack.add_users(10_000, size, balance=PRICE * 10)
+        stack.add_product(1, PRICE, units)
+        stack.vacuum()
+        start_shop(stack, 8)
+        time.sleep(2)
+        assert stack.main is not None
+        stack.log(f"{size} buyers at once for {units} units")
+        sent: dict[str, float] = {}
+        t0 = time.time()
+        for uid in buyers:
+            key = intent_key("flash")
+            stack.send("quickcart.create_order", user_id=uid, product_id=1, quantity=1,
+                       payment_method="account_balance", idempotency_key=key)
+            sent[key] = time.time()
+        enqueue_s = time.time() - t0
+
+        def all_recorded() -> bool:
+            stack.check_alive()
+            n = stack.q("SELECT count(*) FROM idempotency_keys WHERE key LIKE 'bench:flash:%'"
+                        " AND result IS NOT NULL")
+            return bool(n == size)
+
+        wait_until(all_recorded, what=f"{size} intents", timeout=600, interval=0.2)
+        intents_done_s = time.time() - t0
+        wait_until(lambda: stack.q("SELECT count(*) FROM orders WHERE status = 'paid'"
+                                   " AND delivered_at IS NULL") == 0,
+                   what="deliveries", timeout=300, interval=0.2)
+        with stack.main.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT k.key, k.result->>'status' AS status, k.result->>'error' AS error,"
+                " extract(epoch FROM k.created_at) AS recorded,"
+                " extract(epoch FROM o.delivered_at) AS delivered"
+                " FROM idempotency_keys k LEFT JOIN orders o"
+                " ON o.id = (k.result->>'order_id')::int"
+                " WHERE k.key LIKE 'bench:flash:%'")).all()
+            sold = conn.execute(text("SELECT count(*) FROM product_stocks WHERE is_sold")).scalar()
+            twice = conn.execute(text(
+                "SELECT count(*) - count(DISTINCT stock_id) FROM order_items")).scalar()
+        paid = [r for r in rows if r.status == "paid"]
+        sold_out = [r for r in rows if r.error == "out_of_stock"]
+        deliveries = [float(r.delivered) - sent[r.key] for r in paid if r.delivered]
+        refusals = [float(r.recorded) - sent[r.key] for r in sold_out]
+        delivered_keys = sum(
+            1 for call in stack.telegram.calls(method="sendMessage")
+            if call.get("ok") and "KEY-1-" in str(call["params"].get("text", "")))
+        report.add("buyers", size, "buyers")
+        report.add("units", units, "units in stock")
+        report.add("enqueue_seconds", enqueue_s, "time to enqueue every intent", "s")
+        report.add("all_intents_recorded_seconds", intents_done_s,
+                   "first intent sent -> last outcome recorded", "s")
+        report.add("sold", len(paid), "orders paid")
+        report.add("units_marked_sold", sold, "units marked sold")
+        report.add("oversold", twice + max(0, len(paid) - units), "oversold (must be 0)")
+        report.add("told_sold_out", len(sold_out), "intents answered out_of_stock")
+        report.add("deliveries_seen_by_telegram", delivered_keys, "keys the simulator received")
+        report.add("delivery_p50_s", percentile(deliveries, 50), "intent -> delivered_at p50", "s")
+        report.add("delivery_p99_s", percentile(deliveries, 99), "intent -> delivered_at p99", "s")
+        report.add("sold_out_answer_p50_s", percentile(refusals, 50),
+                   "intent -> 'sold out' recorded p50", "s")
+        report.add("sold_out_answer_p99_s", percentile(refusals, 99),
+                   "intent -> 'sold out' recorded p99", "s")
+        report.check("target_exact", len(paid) == units and sold == units and twice == 0
+                     and len(sold_out) == size - units,
+                     f"target: exactly {units} sold, 0 oversold, {size - units} sold out")
+        report.check("target_delivery_p99_le_1s", percentile(deliveries, 99) <= 1.0,
+                     "target: p50/p99 intent -> delivery <= 1 s")
+    return report

@@ -1,0 +1,346 @@
+"""A throw-away running shop for one benchmark: its own databases, Redis DB, simulators and
+Celery/uvicorn subprocesses, all torn down at the end (also on Ctrl-C, SIGTERM or failure)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+import psutil
+import redis
+from celery import Celery
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from sandbox.serving import ServedApp, free_port, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = "quickcart-bench"
+API_KEY = "bench-secret-key"
+TASK_QUEUES = {
+    "quickcart.create_order": "orders",
+    "quickcart.cancel_order": "orders",
+    "quickcart.confirm_payment": "payments",
+    "quickcart.create_deposit": "payments",
+    "quickcart.import_stock": "bulk",
+    "quickcart.ship_audit": "audit",
+}
+
+
+class Proc:
+    """A subprocess in its own process group (Ctrl-C in the terminal does not reach it; the
+    harness stops it), output to a log file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.name = name
+        self.log = log
+        with log.open("ab") as out:
+            self.popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out,
+                                          stderr=subprocess.STDOUT, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def tree_rss(self) -> int:
+        """Resident set size of the process and all its children, in bytes."""
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return 0
+        total = 0
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                total += proc.memory_info().rss
+        return total
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the group (warm shutdown), SIGKILL it if it hangs."""
+        if not self.alive():
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+            self.popen.wait(timeout=10)
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _claim_redis_db(base_url: str) -> tuple[str, redis.Redis]:
+    """An empty Redis DB number (highest first; tests take 1 + pid % 15), marked as ours."""
+    root = base_url.rsplit("/", 1)[0]
+    for number in range(15, 0, -1):
+        url = f"{root}/{number}"
+        client = redis.Redis.from_url(url)
+        if client.dbsize() == 0 and client.set("qc-bench:owner", os.getpid(), nx=True):
+            return url, client
+        client.close()
+    raise RuntimeError("no empty Redis database (1-15) for the benchmark")
+
+
+@contextlib.contextmanager
+def interrupts_as_exceptions() -> Iterator[None]:
+    """SIGTERM/SIGHUP raise KeyboardInterrupt, so `finally` blocks clean up as on Ctrl-C."""
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
+class Stack:
+    """Everything one benchmark runs against. Use as a context manager."""
+
+    def __init__(self, name: str, *, pakasir: bool = False, telegram: bool = True,
+                 quiet: bool = False) -> None:
+        self.name = name
+        self.want_pakasir = pakasir
+        self.want_telegram = telegram
+        self.quiet = quiet
+        self.procs: list[Proc] = []
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"qc-bench-{name}-"))
+        self.main_url = self.audit_url = self.server_url = self.redis_url = ""
+        self.main: Engine | None = None
+        self.audit: Engine | None = None
+        self.redis: redis.Redis | None = None
+        self.telegram: Any = None
+        self.pakasir_app: ServedApp | None = None
+        self.pakasir: httpx.Client | None = None
+        self.client: Celery | None = None
+        self.api_url = ""
+        self.env: dict[str, str] = {}
+        self._dbs: list[str] = []
+
+    def log(self, message: str) -> None:
+        if not self.quiet:
+            print(f"[{self.name}] {message}", file=sys.stderr, flush=True)
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> Stack:
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _open(self) -> None:
+        from quickcart.db.migrate import migrate_all
+        from quickcart.db.urls import service_urls
+
+        urls = service_urls()
+        base = make_url(urls.database_url)
+        tag = f"{self.name.replace('-', '_')}_{uuid.uuid4().hex[:6]}"
+        self.server_url = base.set(database="postgres").render_as_string(hide_password=False)
+        self.main_url = base.set(database=f"qcb_{tag}_main").render_as_string(hide_password=False)
+        self.audit_url = base.set(database=f"qcb_{tag}_audit").render_as_string(
+            hide_password=False)
+        self._dbs = [f"qcb_{tag}_main", f"qcb_{tag}_audit"]
+        self.log(f"migrating {self._dbs[0]} / {self._dbs[1]}")
+        migrate_all(self.main_url, self.audit_url)
+        self.main = create_engine(self.main_url, pool_size=12, max_overflow=20)
+        self.audit = create_engine(self.audit_url, pool_size=2)
+        self.redis_url, self.redis = _claim_redis_db(urls.redis_url)
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("DATABASE_", "AUDIT_DATABASE", "REDIS_", "BROKER_"))}
+        env.update({
+            "DATABASE_URL": self.main_url, "AUDIT_DATABASE_URL": self.audit_url,
+            "REDIS_URL": self.redis_url, "LOG_JSON": "false", "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
+        })
+        if self.want_telegram:
+            from sandbox.telegram import TelegramSimulator
+
+            self.telegram = TelegramSimulator().start()
+            env.update({"TELEGRAM_BOT_TOKEN": self.telegram.token,
+                        "TELEGRAM_API_BASE_URL": self.telegram.base_url})
+        if self.want_pakasir:
+            from sandbox.pakasir import create_app
+
+            self.pakasir_app = ServedApp(create_app(PROJECT, API_KEY, webhook_url=None))
+            self.pakasir = httpx.Client(base_url=self.pakasir_app.url, timeout=30)
+            env.update({"PAKASIR_BASE_URL": self.pakasir_app.url, "PAKASIR_PROJECT": PROJECT,
+                        "PAKASIR_API_KEY": API_KEY, "PAKASIR_TIMEOUT_SECONDS": "10"})
+        self.env = env
+        self.client = Celery(broker=self.redis_url)
+
+    def close(self) -> None:
+        """Stop every process and server, drop the databases and the Redis DB's keys."""
+        for proc in reversed(self.procs):
+            try:
+                proc.stop()
+            except Exception as exc:  # keep cleaning up
+                self.log(f"stopping {proc.name}: {exc}")
+        self.procs.clear()
+        if self.telegram is not None:
+            with contextlib.suppress(Exception):
+                self.telegram.stop()
+        if self.pakasir is not None:
+            self.pakasir.close()
+        if self.pakasir_app is not None:
+            with contextlib.suppress(Exception):
+                self.pakasir_app.stop()
+        for engine in (self.main, self.audit):
+            if engine is not None:
+                engine.dispose()
+        if self.redis is not None:
+            with contextlib.suppress(redis.RedisError):
+                self.redis.flushdb()
+            self.redis.close()
+        if self._dbs:
+            admin = create_engine(self.server_url, isolation_level="AUTOCOMMIT")
+            try:
+                with admin.connect() as conn:
+                    for db in self._dbs:
+                        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            finally:
+                admin.dispose()
+            self._dbs = []
+        self.log(f"cleaned up (logs kept in {self.tmp})")
+
+    # ------------------------------------------------------------------ processes
+    def start_worker(self, name: str, queues: str, concurrency: int, *,
+                     extra: list[str] | None = None, wait: bool = True) -> Proc:
+        """A real `celery worker` consuming `queues`."""
+        argv = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queues,
+                "-c", str(concurrency), "-P", "prefork",
+                "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h", "--without-gossip",
+                "--without-mingle", "--without-heartbeat", "-l", "warning", *(extra or [])]
+        proc = Proc(name, argv, self.env, self.tmp / f"{name}.log")
+        self.procs.append(proc)
+        if wait:
+
+            def answering() -> bool:
+                if not proc.alive():
+                    raise RuntimeError(f"worker {name} died:\n{proc.tail()}")
+                assert self.client is not None
+                replies = self.client.control.ping(timeout=0.5)
+                return any(next(iter(r)).startswith(f"{name}-") for r in replies)
+
+            wait_until(answering, what=f"worker {name}", timeout=90, interval=0.2)
+        return proc
+
+    def start_beat(self) -> Proc:
+        argv = [sys.executable, "-m", "celery", "-A", "workers.app", "beat",
+                "-s", str(self.tmp / "beat-schedule"), "--pidfile=", "-l", "warning"]
+        proc = Proc("beat", argv, self.env, self.tmp / "beat.log")
+        self.procs.append(proc)
+        return proc
+
+    def start_api(self) -> str:
+        """The webhook API as its own uvicorn process; the sandbox's webhooks go to it."""
+        port = free_port()
+        argv = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
+                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+                "--no-access-log"]
+        proc = Proc("api", argv, self.env, self.tmp / "api.log")
+        self.procs.append(proc)
+        self.api_url = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            if not proc.alive():
+                raise RuntimeError("webhook API died:\n" + proc.tail())
+            try:
+                return httpx.get(self.api_url + "/health", timeout=2).status_code in (200, 503)
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, what="webhook API", timeout=60, interval=0.2)
+        assert self.pakasir is not None
+        self.pakasir.post("/sandbox/webhook-url",
+                          json={"url": self.api_url + "/webhooks/pakasir"}).raise_for_status()
+        return self.api_url
+
+    def check_alive(self) -> None:
+        """Fail loudly when a subprocess died mid-benchmark."""
+        for proc in self.procs:
+            if not proc.alive():
+                raise RuntimeError(f"{proc.name} died:\n{proc.tail()}")
+
+    # ------------------------------------------------------------------ driving
+    def send(self, task: str, **kwargs: Any) -> None:
+        """Enqueue a task by name exactly as the bot or API would."""
+        assert self.client is not None
+        self.client.send_task(task, kwargs=kwargs, queue=TASK_QUEUES.get(task, "default"))
+
+    def q(self, sql: str, **params: Any) -> Any:
+        assert self.main is not None
+        with self.main.connect() as conn:
+            return conn.execute(text(sql), params).scalar()
+
+    def exec(self, sql: str, **params: Any) -> None:
+        assert self.main is not None
+        with self.main.begin() as conn:
+            conn.execute(text(sql), params)
+
+    # ------------------------------------------------------------------ data
+    def add_users(self, first_id: int, count: int, balance: int) -> list[int]:
+        """`count` registered shoppers with a ledgered balance (set-based, one transaction),
+        each known to the Telegram simulator so deliveries reach a chat."""
+        assert self.main is not None
+        ids = list(range(first_id, first_id + count))
+        with self.main.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO users (id, name, username, bank_id)"
+                " SELECT g, 'Pembeli ' || g, 'buyer' || g, lpad((100000 + g % 900000)::text, 6)"
+                " FROM generate_series(CAST(:a AS bigint), CAST(:b AS bigint)) g"),
+                {"a": ids[0], "b": ids[-1]})
+            if balance:
+                conn.execute(text("UPDATE users SET account_balance = account_balance + :m"
+                                  " WHERE id BETWEEN :a AND :b"),
+                             {"m": balance, "a": ids[0], "b": ids[-1]})
+                conn.execute(text(
+                    "INSERT INTO balance_ledger (user_id, amount, reason, reference_type,"
+                    " reference_id) SELECT g, :m, 'admin_credit', 'bench', 'seed-' || g"
+                    " FROM generate_series(CAST(:a AS bigint), CAST(:b AS bigint)) g"),
+                    {"m": balance, "a": ids[0], "b": ids[-1]})
+        if self.telegram is not None:
+            for uid in ids:
+                self.telegram.state.add_user(f"Pembeli {uid}", user_id=uid,
+                                             username=f"buyer{uid}", language_code="id")
+        return ids
+
+    def add_product(self, product_id: int, price: int, units: int) -> int:
+        """A product with `units` distinct keys in stock."""
+        self.exec("INSERT INTO products (id, name, customer_price) VALUES (:i, :n, :p)",
+                  i=product_id, n=f"Produk {product_id}", p=price)
+        if units:
+            self.exec("INSERT INTO product_stocks (product_id, content)"
+                      " SELECT :i, 'KEY-' || :i || '-' || g FROM generate_series(1, :n) g",
+                      i=product_id, n=units)
+        return product_id
+
+    def vacuum(self) -> None:
+        """ANALYZE after seeding, so plans are those of a live shop."""
+        assert self.main is not None
+        with self.main.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")

@@ -1,0 +1,101 @@
+"""Inline and reply keyboards; every label comes from the message catalog."""
+
+from __future__ import annotations
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, ReplyKeyboardMarkup
+
+from quickcart.messages import LANGUAGES, render
+
+MENU_LABELS = ("kb.list_products", "kb.stock", "kb.account", "kb.contact")
+
+
+def label_key(text: str) -> str | None:
+    """The reply-keyboard key whose label (in any language) is `text`."""
+    clean = text.strip().upper()
+    for key in MENU_LABELS:
+        if any(render(key, lang).upper() == clean for lang in LANGUAGES):
+            return key
+    return None
+
+
+def button(lang: str, key: str, data: str, **params: object) -> InlineKeyboardButton:
+    """One inline button with a catalog label."""
+    return InlineKeyboardButton(render(key, lang, **params), callback_data=data)
+
+
+def main_menu(lang: str) -> InlineKeyboardMarkup:
+    """Kategori / Terlaris / Semua Produk."""
+    return InlineKeyboardMarkup([
+        [button(lang, "button.categories", "c:cats"),
+         button(lang, "button.best_sellers", "c:best:0")],
+        [button(lang, "button.all_products", "c:all:0")],
+    ])
+
+
+def reply_menu(lang: str, product_ids: list[int]) -> ReplyKeyboardMarkup:
+    """The persistent keyboard: the four menus and shortcuts to in-stock products."""
+    rows = [[render("kb.list_products", lang), render("kb.stock", lang)],
+            [render("kb.account", lang), render("kb.contact", lang)]]
+    ids = [str(i) for i in product_ids]
+    rows += [ids[i:i + 4] for i in range(0, len(ids), 4)]
+    return ReplyKeyboardMarkup(rows, resize_keyboard=True, is_persistent=True,
+                               input_field_placeholder=render("kb.placeholder", lang))
+
+
+def pager(lang: str, prefix: str, page: int, pages: int) -> list[InlineKeyboardButton]:
+    """◀️ n/total ▶️ (callback `prefix:<page>`)."""
+    row = []
+    if page > 0:
+        row.append(button(lang, "button.prev", f"{prefix}:{page - 1}"))
+    row.append(button(lang, "button.page", "noop", page=page + 1, pages=max(pages, 1)))
+    if page + 1 < pages:
+        row.append(button(lang, "button.next", f"{prefix}:{page + 1}"))
+    return row
+
+
+def quantity(lang: str, product_id: int) -> InlineKeyboardMarkup:
+    """− + +2 +5 +10 and continue."""
+    deltas = [("−", -1), ("+", 1), ("+2", 2), ("+5", 5), ("+10", 10)]
+    return InlineKeyboardMarkup([
+        [InlineKeyboardButton(text, callback_data=f"o:q:{product_id}:{d}") for text, d in deltas],
+        [button(lang, "button.continue", f"o:qok:{product_id}")],
+        [button(lang, "button.back", f"c:p:{product_id}")],
+    ])
+
+
+def voucher_question(lang: str, product_id: int) -> InlineKeyboardMarkup:
+    """Use a voucher, or skip."""
+    return InlineKeyboardMarkup([[button(lang, "button.use_voucher", f"o:v:{product_id}"),
+                                  button(lang, "button.skip", f"o:vs:{product_id}")]])
+
+
+def payment_methods(lang: str, product_id: int) -> InlineKeyboardMarkup:
+    """QRIS or SALDO."""
+    return InlineKeyboardMarkup([[button(lang, "button.pay_qris", f"o:pq:{product_id}"),
+                                  button(lang, "button.pay_balance", f"o:pb:{product_id}")]])
+
+
+def confirm_balance(lang: str, product_id: int) -> InlineKeyboardMarkup:
+    """Confirm a balance payment."""
+    return InlineKeyboardMarkup([[button(lang, "button.confirm", f"o:pbok:{product_id}"),
+                                  button(lang, "button.back", "m:home")]])
+
+
+def account(lang: str) -> InlineKeyboardMarkup:
+    """History, deposit, profile edit, language."""
+    return InlineKeyboardMarkup([
+        [button(lang, "button.history", "a:hist:0"), button(lang, "button.deposit", "a:dep")],
+        [button(lang, "button.edit_profile", "a:edit"),
+         button(lang, "button.language", "a:langs")],
+    ])
+
+
+def languages() -> InlineKeyboardMarkup:
+    """Bahasa Indonesia / English."""
+    return InlineKeyboardMarkup([[InlineKeyboardButton("🇮🇩 Indonesia", callback_data="a:lang:id"),
+                                  InlineKeyboardButton("🇬🇧 English", callback_data="a:lang:en")]])
+
+
+def skip(lang: str, data: str) -> InlineKeyboardMarkup:
+    """A single Skip button."""
+    return InlineKeyboardMarkup([[button(lang, "button.skip", data)]])

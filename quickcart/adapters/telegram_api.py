@@ -1,0 +1,119 @@
+"""A small Bot API client (httpx) for workers: the same wire format as Telegram's servers, so
+pointing TELEGRAM_API_BASE_URL at the local simulator is the only difference offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+class TelegramError(Exception):
+    """The Bot API refused a call (permanent unless a subclass says otherwise)."""
+
+
+class TelegramRetryAfter(TelegramError):
+    """Flood control: try again after `retry_after` seconds."""
+
+    def __init__(self, retry_after: float, description: str) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after
+
+
+class TelegramForbidden(TelegramError):
+    """The user blocked the bot or deleted their account: retrying is pointless."""
+
+
+class TelegramUnavailable(TelegramError):
+    """Network failure or a 5xx: transient."""
+
+
+class BotApi:
+    """Synchronous Bot API calls with Telegram's error semantics mapped to exceptions."""
+
+    def __init__(self, base_url: str, token: str, timeout: float = 15.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self._url = f"{base_url.rstrip('/')}/bot{token}/"
+        self._client = httpx.Client(timeout=timeout, transport=transport)
+
+    def __repr__(self) -> str:
+        return "BotApi(<token hidden>)"
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._client.close()
+
+    def call(self, method: str, data: dict[str, Any] | None = None,
+             files: dict[str, tuple[str, bytes, str]] | None = None) -> Any:
+        """POST one method; returns `result` or raises a TelegramError subclass."""
+        payload = {k: (json.dumps(v) if isinstance(v, dict | list) else v)
+                   for k, v in (data or {}).items() if v is not None}
+        try:
+            if files:
+                response = self._client.post(self._url + method, data=payload, files=files)
+            else:
+                response = self._client.post(self._url + method, json=data or {})
+        except httpx.HTTPError as exc:
+            raise TelegramUnavailable(f"{method}: {type(exc).__name__}") from exc
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise TelegramUnavailable(f"{method}: HTTP {response.status_code}") from exc
+        if body.get("ok"):
+            return body.get("result")
+        description = str(body.get("description", "unknown error"))
+        code = int(body.get("error_code", response.status_code))
+        if code == 429:
+            retry = float((body.get("parameters") or {}).get("retry_after", 1))
+            raise TelegramRetryAfter(retry, description)
+        if code == 403:
+            raise TelegramForbidden(description)
+        if code >= 500:
+            raise TelegramUnavailable(description)
+        raise TelegramError(f"{method}: {description}")
+
+    def send_message(self, chat_id: int, text: str,
+                     reply_markup: dict[str, Any] | None = None) -> int:
+        """Send an HTML message; returns its message_id."""
+        result = self.call("sendMessage", {"chat_id": chat_id, "text": text,
+                                           "parse_mode": "HTML", "reply_markup": reply_markup})
+        return int(result["message_id"])
+
+    def send_photo(self, chat_id: int, png: bytes, caption: str,
+                   reply_markup: dict[str, Any] | None = None) -> int:
+        """Upload a PNG with an HTML caption; returns its message_id."""
+        result = self.call(
+            "sendPhoto",
+            {"chat_id": chat_id, "caption": caption, "parse_mode": "HTML",
+             "reply_markup": reply_markup},
+            files={"photo": ("qris.png", png, "image/png")},
+        )
+        return int(result["message_id"])
+
+    def send_document(self, chat_id: int, filename: str, data: bytes, caption: str) -> int:
+        """Upload a file with an HTML caption; returns its message_id."""
+        result = self.call(
+            "sendDocument", {"chat_id": chat_id, "caption": caption, "parse_mode": "HTML"},
+            files={"document": (filename, data, "text/plain")},
+        )
+        return int(result["message_id"])
+
+    def download_file(self, file_id: str, dest: Path) -> None:
+        """Stream a Telegram file to `dest` without holding it in memory."""
+        info = self.call("getFile", {"file_id": file_id})
+        url = self._url.replace("/bot", "/file/bot", 1) + str(info["file_path"])
+        with self._client.stream("GET", url) as response:
+            response.raise_for_status()
+            with dest.open("wb") as out:
+                for chunk in response.iter_bytes(1 << 16):
+                    out.write(chunk)
+
+    def edit_caption(self, chat_id: int, message_id: int, caption: str,
+                     reply_markup: dict[str, Any] | None = None) -> None:
+        """Replace a photo's caption (QR → receipt / expiry notice)."""
+        self.call("editMessageCaption", {"chat_id": chat_id, "message_id": message_id,
+                                         "caption": caption, "parse_mode": "HTML",
+                                         "reply_markup": reply_markup})
+

@@ -1,0 +1,38 @@
+"""One SQLAlchemy engine per database URL per process (Celery forks get their own)."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from sqlalchemy import Engine, create_engine
+
+_engines: dict[tuple[int, str], Engine] = {}
+_lock = threading.Lock()
+
+
+def get_engine(url: str, *, pool_size: int = 5) -> Engine:
+    """The engine for `url` in this process; a forked child never reuses its parent's pool."""
+    key = (os.getpid(), url)
+    with _lock:
+        engine = _engines.get(key)
+        if engine is None:
+            engine = create_engine(
+                url,
+                pool_size=pool_size,
+                max_overflow=10,
+                pool_pre_ping=True,
+                pool_recycle=1800,
+                connect_args={"application_name": "quickcart"},
+            )
+            _engines[key] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close every pool this process opened (tests, worker shutdown)."""
+    with _lock:
+        for (pid, _url), engine in list(_engines.items()):
+            if pid == os.getpid():
+                engine.dispose()
+        _engines.clear()

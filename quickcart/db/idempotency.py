@@ -1,0 +1,42 @@
+"""Idempotency keys: an intent's key is claimed in the same transaction as its effect."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+
+def claim(session: Session, key: str, scope: str) -> dict[str, Any] | None:
+    """Claim `key`; returns None when this transaction owns it, else the recorded result.
+
+    A concurrent claimer of the same key blocks on the primary key until the owner commits (then
+    sees its result) or rolls back (then owns the key), so an intent takes effect once.
+    """
+    inserted = session.execute(
+        text(
+            "INSERT INTO idempotency_keys (key, scope) VALUES (:k, :s)"
+            " ON CONFLICT (key) DO NOTHING RETURNING key"
+        ),
+        {"k": key, "s": scope},
+    ).scalar()
+    if inserted is not None:
+        return None
+    result = session.execute(
+        text("SELECT result FROM idempotency_keys WHERE key = :k"), {"k": key}
+    ).scalar()
+    return dict(result) if result else {"status": "done"}
+
+
+def record(session: Session, key: str, result: dict[str, Any]) -> None:
+    """Store the outcome of the intent that claimed `key` (same transaction as the effect)."""
+    session.execute(
+        text("UPDATE idempotency_keys SET result = CAST(:r AS jsonb) WHERE key = :k"),
+        {"k": key, "r": _json(result)},
+    )
+
+
+def _json(value: dict[str, Any]) -> str:
+    return json.dumps(value, default=str)

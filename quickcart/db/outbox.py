@@ -1,0 +1,145 @@
+"""Transactional outbox: side effects are rows committed with the change, published after commit.
+
+Publishing is at-least-once (a crash between the broker call and marking the row re-publishes
+it), so every consumer is idempotent on the outbox id it receives.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from quickcart.logs import current_correlation_id
+
+LEASE_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """One side effect to publish: task `topic` on `queue` with `payload`."""
+
+    id: int
+    topic: str
+    queue: str
+    payload: dict[str, Any]
+    correlation_id: str | None = None
+
+
+class Publisher(Protocol):
+    """Hands a message to the broker (implemented by workers/; not transaction-safe)."""
+
+    def __call__(self, message: OutboxMessage) -> None:
+        """Publish one message; raise on failure so the row stays unpublished."""
+
+
+def add(session: Session, topic: str, payload: dict[str, Any], queue: str) -> int:
+    """Queue a side effect in the caller's transaction; returns the outbox id."""
+    return int(
+        session.execute(
+            text(
+                "INSERT INTO outbox (topic, queue, payload, correlation_id)"
+                " VALUES (:t, :q, CAST(:p AS jsonb), :c) RETURNING id"
+            ),
+            {"t": topic, "q": queue, "p": json.dumps(payload, default=str),
+             "c": current_correlation_id()},
+        ).scalar_one()
+    )
+
+
+def lease(engine: Engine, ids: Iterable[int] | None = None, limit: int = 200,
+          min_age_seconds: float = 0.0) -> list[OutboxMessage]:
+    """Lease unpublished rows (SKIP LOCKED, so relays never wait on each other) and commit.
+
+    The lease is committed before anything is published: no row lock is held across the broker
+    call, and a relay that dies leaves rows that another relay takes once the lease ends.
+    """
+    id_list = list(ids) if ids is not None else None
+    if id_list == []:
+        return []
+    filters = "published_at IS NULL AND (leased_until IS NULL OR leased_until < now())"
+    params: dict[str, Any] = {"limit": limit, "lease": LEASE_SECONDS, "age": min_age_seconds}
+    if id_list is not None:
+        filters += " AND id = ANY(:ids)"
+        params["ids"] = id_list
+    else:
+        filters += " AND created_at <= now() - make_interval(secs => :age)"
+    with engine.begin() as conn:
+        rows = conn.execute(
+            text(
+                "UPDATE outbox SET leased_until = now() + make_interval(secs => :lease),"
+                " attempts = attempts + 1"
+                " WHERE id IN (SELECT id FROM outbox WHERE " + filters +
+                " ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)"
+                " RETURNING id, topic, queue, payload, correlation_id"
+            ),
+            params,
+        ).all()
+    return [OutboxMessage(r.id, r.topic, r.queue, dict(r.payload), r.correlation_id)
+            for r in sorted(rows)]
+
+
+def mark_published(engine: Engine, ids: list[int]) -> None:
+    """Record that these rows reached the broker."""
+    if ids:
+        with engine.begin() as conn:
+            conn.execute(
+                text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)"), {"ids": ids}
+            )
+
+
+def fetch(engine: Engine, ids: list[int]) -> list[OutboxMessage]:
+    """Read committed, unpublished rows by id without leasing them (the publisher that wrote
+    them publishes at once; the relay only takes rows older than its grace period)."""
+    if not ids:
+        return []
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT id, topic, queue, payload, correlation_id FROM outbox"
+                 " WHERE id = ANY(:ids) AND published_at IS NULL ORDER BY id"), {"ids": ids},
+        ).all()
+    return [OutboxMessage(r.id, r.topic, r.queue, dict(r.payload), r.correlation_id)
+            for r in rows]
+
+
+def publish_now(engine: Engine, publish: Publisher, ids: list[int]) -> int:
+    """Publish rows this process just committed, then mark them (one transaction, no lease).
+
+    Racing the relay can publish a row twice; consumers are idempotent on the outbox id.
+    """
+    done: list[int] = []
+    try:
+        for message in fetch(engine, ids):
+            publish(message)
+            done.append(message.id)
+    finally:
+        mark_published(engine, done)
+    return len(done)
+
+
+def relay(engine: Engine, publish: Publisher, ids: Iterable[int] | None = None,
+          limit: int = 200, min_age_seconds: float = 0.0) -> int:
+    """Publish leased rows, then mark them; returns how many reached the broker."""
+    messages = lease(engine, ids, limit, min_age_seconds)
+    done: list[int] = []
+    try:
+        for message in messages:
+            publish(message)
+            done.append(message.id)
+    finally:
+        mark_published(engine, done)
+    return len(done)
+
+
+def purge_published(engine: Engine, older_than_hours: int = 24) -> int:
+    """Delete rows published long ago (their consumers' idempotency keys outlive them)."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            text("DELETE FROM outbox WHERE published_at < now() - make_interval(hours => :h)"),
+            {"h": older_than_hours},
+        )
+    return int(result.rowcount or 0)

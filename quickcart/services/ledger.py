@@ -1,0 +1,62 @@
+"""The only way a balance moves: the user row and its ledger row, in the caller's transaction."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from quickcart.domain.errors import ShopError
+
+
+def move_balance(
+    session: Session,
+    user_id: int,
+    amount: Decimal,
+    reason: str,
+    reference_type: str,
+    reference_id: str,
+    actor_id: int | None = None,
+    note: str | None = None,
+) -> Decimal:
+    """Add `amount` (negative to debit) and ledger it; returns the new balance.
+
+    The caller must already hold the user row lock (locks.lock_user). A debit that would make the
+    balance negative raises ShopError('insufficient_balance') before anything is written. The
+    ledger's unique (reason, reference) makes a repeated move of the same reference fail.
+    """
+    balance = session.execute(
+        text("SELECT account_balance FROM users WHERE id = :u"), {"u": user_id}
+    ).scalar_one()
+    if balance + amount < 0:
+        raise ShopError("insufficient_balance", balance=str(balance), needed=str(-amount))
+    new_balance: Decimal = session.execute(
+        text(
+            "UPDATE users SET account_balance = account_balance + :a WHERE id = :u"
+            " RETURNING account_balance"
+        ),
+        {"a": amount, "u": user_id},
+    ).scalar_one()
+    session.execute(
+        text(
+            "INSERT INTO balance_ledger (user_id, amount, reason, reference_type, reference_id,"
+            " actor_id, note) VALUES (:u, :a, :r, :rt, :ri, :actor, :note)"
+        ),
+        {"u": user_id, "a": amount, "r": reason, "rt": reference_type, "ri": reference_id,
+         "actor": actor_id, "note": note},
+    )
+    return new_balance
+
+
+def ledger_has(session: Session, reason: str, reference_type: str, reference_id: str) -> bool:
+    """Whether this exact balance move already happened (the retry-safe check)."""
+    return bool(
+        session.execute(
+            text(
+                "SELECT 1 FROM balance_ledger WHERE reason = :r AND reference_type = :rt"
+                " AND reference_id = :ri"
+            ),
+            {"r": reason, "rt": reference_type, "ri": reference_id},
+        ).scalar()
+    )

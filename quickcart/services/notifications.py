@@ -1,0 +1,142 @@
+"""Messages to shoppers and admins: render from the catalog in the reader's language, then send.
+
+These run in the notify worker, after the commit that queued them. Each message is sent at most
+once per outbox id: the key is claimed (and committed) before the send and released again if the
+send fails, so a retry or a duplicate publish does not repeat a message that went out.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine, text
+
+from quickcart.config import get_settings
+from quickcart.db import idempotency
+from quickcart.db.uow import unit_of_work
+from quickcart.messages import render
+from quickcart.services import delivery
+
+JAKARTA = ZoneInfo("Asia/Jakarta")
+
+
+class Messenger(Protocol):
+    """The chat API (quickcart.adapters.telegram_api.BotApi implements it)."""
+
+    def send_message(self, chat_id: int, text: str,
+                     reply_markup: dict[str, Any] | None = None) -> int:
+        """Send a text message."""
+
+    def send_photo(self, chat_id: int, png: bytes, caption: str,
+                   reply_markup: dict[str, Any] | None = None) -> int:
+        """Send a photo."""
+
+    def send_document(self, chat_id: int, filename: str, data: bytes, caption: str) -> int:
+        """Send a file."""
+
+
+def language_of(engine: Engine, user_id: int) -> str:
+    """The user's language (Indonesian unless they chose English)."""
+    with engine.connect() as conn:
+        lang = conn.execute(text("SELECT language FROM users WHERE id = :u"),
+                            {"u": user_id}).scalar()
+    return str(lang or get_settings().default_language)
+
+
+def claim_once(engine: Engine, key: str, scope: str) -> bool:
+    """Claim and commit `key`; False when it was claimed before (the message already went)."""
+    with unit_of_work(engine) as uow:
+        fresh = idempotency.claim(uow.session, key, scope) is None
+        uow.commit()
+    return fresh
+
+
+def unclaim(engine: Engine, key: str) -> None:
+    """Forget a claim whose send failed, so the retry can send."""
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM idempotency_keys WHERE key = :k"), {"k": key})
+
+
+def send_catalog_message(engine: Engine, messenger: Messenger, chat_id: int, key: str,
+                         params: dict[str, Any], once_key: str | None = None) -> bool:
+    """Send catalog message `key` to one chat; at most once per `once_key`."""
+    if once_key and not claim_once(engine, once_key, "message"):
+        return False
+    try:
+        messenger.send_message(chat_id, render(key, language_of(engine, chat_id), **params))
+    except Exception:
+        if once_key:
+            unclaim(engine, once_key)
+        raise
+    return True
+
+
+def admin_chat_ids(engine: Engine) -> list[int]:
+    """Admins in the database, bootstrap admins from settings, and whitelisted admin groups."""
+    settings = get_settings()
+    with engine.connect() as conn:
+        ids = set(conn.execute(text(
+            "SELECT id FROM users WHERE member_status = 'admin' AND NOT is_banned")).scalars())
+    return sorted(ids | set(settings.admin_ids)) + list(settings.admin_group_ids)
+
+
+def format_time(value: datetime) -> str:
+    """Times are shown in Jakarta time, as shoppers read the clock."""
+    return value.astimezone(JAKARTA).strftime("%H:%M WIB")
+
+
+def payment_qr_view(engine: Engine, kind: str, row_id: int) -> dict[str, Any] | None:
+    """What the QR photo shows for a pending order/deposit, or None when it is no longer due."""
+    if kind == "order":
+        sql = ("SELECT o.*, (SELECT p.name FROM order_items i JOIN products p"
+               " ON p.id = i.product_id WHERE i.order_id = o.id LIMIT 1) AS product_name,"
+               " (SELECT count(*) FROM order_items i WHERE i.order_id = o.id) AS quantity"
+               " FROM orders o WHERE o.id = :i")
+    else:
+        sql = "SELECT * FROM deposits WHERE id = :i"
+    with engine.connect() as conn:
+        row = conn.execute(text(sql), {"i": row_id}).first()
+    if row is None or row.status != "pending" or not row.payment_number:
+        return None
+    view = dict(row._mapping)
+    view["expires_at"] = format_time(row.expires_at)
+    return view
+
+
+def record_qr_message(engine: Engine, kind: str, row_id: int, message_id: int) -> None:
+    """Remember the QR photo, so paid/expired can edit it into a receipt or a notice."""
+    table = "orders" if kind == "order" else "deposits"
+    with engine.begin() as conn:
+        conn.execute(text(f"UPDATE {table} SET qr_message_id = :m WHERE id = :i"),
+                     {"m": message_id, "i": row_id})
+
+
+def deliver_order(engine: Engine, messenger: Messenger, order_id: int, resend: bool = False,
+                  requester_id: int | None = None) -> bool:
+    """Send a paid order's content to its buyer; True when something was sent.
+
+    Claims the delivery (a committed lease), sends with no lock held, then records it; a failed
+    send gives the lease back and re-raises for the task's retry.
+    """
+    payload = delivery.claim_delivery(engine, order_id, resend, requester_id)
+    if payload is None:
+        return False
+    lang = language_of(engine, payload.chat_id)
+    names = ", ".join(payload.product_names)
+    try:
+        if payload.as_document:
+            caption = render("order.delivery_document", lang, invoice_id=payload.invoice_id,
+                             product_names=names)
+            messenger.send_document(payload.chat_id, f"{payload.invoice_id}.txt",
+                                    payload.document_text().encode("utf-8"), caption)
+        else:
+            messenger.send_message(payload.chat_id, render(
+                "order.delivery", lang, invoice_id=payload.invoice_id, product_names=names,
+                contents="\n".join(payload.contents)))
+    except Exception:
+        delivery.release_delivery(engine, order_id)
+        raise
+    delivery.complete_delivery(engine, order_id)
+    return True

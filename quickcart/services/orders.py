@@ -1,0 +1,286 @@
+"""Orders: create (reserving units), pay with balance, settle, expire and cancel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, Row, text
+from sqlalchemy.orm import Session
+
+from quickcart.config import get_settings
+from quickcart.db import idempotency, locks
+from quickcart.db.uow import unit_of_work
+from quickcart.domain.codes import new_invoice_id
+from quickcart.domain.errors import ShopError
+from quickcart.domain.money import ZERO, as_text
+from quickcart.domain.pricing import PAYMENT_METHODS, make_bill, unit_price
+from quickcart.services import topics, vouchers
+from quickcart.services.effects import Effects
+from quickcart.services.ledger import move_balance
+
+MAX_QUANTITY = 1000
+
+
+@dataclass(frozen=True)
+class CreateOrder:
+    """A shopper's intent to buy `quantity` units of one product."""
+
+    user_id: int
+    product_id: int
+    quantity: int
+    payment_method: str
+    idempotency_key: str
+    voucher_code: str | None = None
+
+
+@dataclass
+class Outcome:
+    """What a use case decided (JSON-ready) and the outbox rows to publish after commit."""
+
+    result: dict[str, Any]
+    outbox_ids: list[int] = field(default_factory=list)
+
+
+def create_order(engine: Engine, cmd: CreateOrder) -> Outcome:
+    """Create an order, reserving units with SKIP LOCKED; a balance order is paid in the same
+    transaction. Locks: user → voucher → free units. Idempotent: the intent's key is claimed in
+    this transaction, and a refusal is recorded under it too (with its one polite message)."""
+    try:
+        _validate(cmd)
+        with unit_of_work(engine) as uow:
+            uow.set_actor(cmd.user_id, "user", {"intent": cmd.idempotency_key})
+            prior = idempotency.claim(uow.session, cmd.idempotency_key, "create_order")
+            if prior is not None:
+                return Outcome(prior)
+            effects = Effects(uow.session)
+            result = _create(uow.session, effects, cmd, datetime.now(UTC))
+            idempotency.record(uow.session, cmd.idempotency_key, result)
+            uow.commit()
+            return Outcome(result, effects.ids)
+    except ShopError as refusal:
+        return reject(engine, cmd.user_id, cmd.idempotency_key, "create_order", refusal)
+
+
+def reject(engine: Engine, user_id: int, key: str, scope: str, refusal: ShopError) -> Outcome:
+    """Record a refusal under the intent's key with its message; nothing else changes."""
+    with unit_of_work(engine) as uow:
+        prior = idempotency.claim(uow.session, key, scope)
+        if prior is not None:
+            return Outcome(prior)
+        effects = Effects(uow.session)
+        effects.message(user_id, f"error.{refusal.code}", **refusal.params)
+        result = refusal.to_dict()
+        idempotency.record(uow.session, key, result)
+        uow.commit()
+        return Outcome(result, effects.ids)
+
+
+def _validate(cmd: CreateOrder) -> None:
+    if cmd.payment_method not in PAYMENT_METHODS:
+        raise ShopError("invalid_payment_method")
+    if not isinstance(cmd.quantity, int) or not 1 <= cmd.quantity <= MAX_QUANTITY:
+        raise ShopError("invalid_quantity", max=MAX_QUANTITY)
+
+
+def _create(session: Session, effects: Effects, cmd: CreateOrder, now: datetime) -> dict[str, Any]:
+    user = locks.lock_user(session, cmd.user_id)
+    if user is None:
+        raise ShopError("user_not_registered")
+    if user.is_banned:
+        raise ShopError("user_banned")
+    pending = session.execute(
+        text("SELECT invoice_id, total_bill, expires_at FROM orders"
+             " WHERE user_id = :u AND status = 'pending'"), {"u": cmd.user_id},
+    ).first()
+    if pending is not None:
+        raise ShopError("pending_order_exists", invoice_id=pending.invoice_id,
+                        total=str(pending.total_bill), expires_at=pending.expires_at.isoformat())
+    product = session.execute(
+        text("SELECT * FROM products WHERE id = :p"), {"p": cmd.product_id}
+    ).first()
+    if product is None or not product.is_active:
+        raise ShopError("product_unavailable", product_id=cmd.product_id)
+    voucher = (vouchers.hold_voucher(session, cmd.user_id, cmd.voucher_code, now)
+               if cmd.voucher_code else None)
+    units = locks.take_free_units(session, cmd.product_id, cmd.quantity)
+    if len(units) < cmd.quantity:
+        # What SKIP LOCKED handed us is what is available: units other buyers hold right now
+        # are not (they are being sold), so they are not offered.
+        raise ShopError("out_of_stock" if not units else "not_enough_stock",
+                        product_id=cmd.product_id, available=len(units))
+
+    price = unit_price(user.member_status, product.customer_price, product.reseller_price)
+    bill = make_bill(price * cmd.quantity, voucher.amount if voucher else ZERO,
+                     cmd.payment_method)
+    expires_at = now + timedelta(minutes=get_settings().order_expiry_minutes)
+    order = session.execute(
+        text(
+            "INSERT INTO orders (invoice_id, user_id, subtotal, voucher_discount, payment_fee,"
+            " total_bill, payment_method, expires_at, fee_estimate)"
+            " VALUES (:inv, :u, :sub, :disc, :fee, :total, :m, :exp, :fee) RETURNING *"
+        ),
+        {"inv": new_invoice_id("QC", now), "u": cmd.user_id, "sub": bill.subtotal,
+         "disc": bill.voucher_discount, "fee": bill.payment_fee, "total": bill.total,
+         "m": cmd.payment_method, "exp": expires_at},
+    ).one()
+    session.execute(text("UPDATE product_stocks SET order_id = :o WHERE id = ANY(:ids)"),
+                    {"o": order.id, "ids": units})
+    session.execute(
+        text("INSERT INTO order_items (order_id, product_id, stock_id, price_per_unit)"
+             " SELECT :o, :p, unnest(CAST(:ids AS uuid[])), :price"),
+        {"o": order.id, "p": cmd.product_id, "ids": units, "price": price},
+    )
+    if voucher is not None:
+        vouchers.attach_voucher(session, voucher.id, order.id)
+
+    if cmd.payment_method == "account_balance" or bill.total == ZERO:
+        if bill.total > ZERO:
+            move_balance(session, cmd.user_id, -bill.total, "purchase", "order",
+                         order.invoice_id, actor_id=cmd.user_id)
+        settle_paid(session, effects, order, now, amount_paid=bill.total)
+        status = "paid"
+    else:
+        effects.add(topics.START_QRIS, {"kind": "order", "id": order.id})
+        effects.schedule_expiry("order", order.id, expires_at)
+        effects.admins("admin.order_created", invoice_id=order.invoice_id,
+                       user_id=cmd.user_id, total=str(bill.total))
+        status = "pending"
+    return {
+        "status": status, "order_id": order.id, "invoice_id": order.invoice_id,
+        "product_id": cmd.product_id, "product_name": product.name, "quantity": cmd.quantity,
+        "unit_price": as_text(price), "subtotal": as_text(bill.subtotal),
+        "voucher_discount": as_text(bill.voucher_discount),
+        "payment_fee": as_text(bill.payment_fee),
+        "total_bill": as_text(bill.total), "payment_method": cmd.payment_method,
+        "expires_at": expires_at.isoformat(),
+    }
+
+
+def settle_paid(session: Session, effects: Effects, order: Row[Any], now: datetime,
+                amount_paid: Any) -> None:
+    """Mark a pending order paid: units sold, sales counted, voucher used, delivery queued.
+
+    The caller holds the user and order locks; the order's units are reserved to it, so only
+    this transaction touches them.
+    """
+    session.execute(text("UPDATE product_stocks SET is_sold = true WHERE order_id = :o"),
+                    {"o": order.id})
+    session.execute(
+        text("INSERT INTO sold_count_deltas (product_id, quantity, order_id)"
+             " SELECT product_id, count(*), :o FROM order_items WHERE order_id = :o"
+             " GROUP BY product_id"), {"o": order.id},
+    )
+    vouchers.use_order_voucher(session, order.id, order.user_id, now)
+    session.execute(
+        text("UPDATE orders SET status = 'paid', paid_at = :now, amount_paid = :paid,"
+             " payment_number = NULL WHERE id = :o"),
+        {"now": now, "paid": amount_paid, "o": order.id},
+    )
+    effects.add(topics.DELIVER_ORDER, {"order_id": order.id})
+    if order.payment_method == "qris":
+        effects.add(topics.UPDATE_PAYMENT_QR, {"kind": "order", "id": order.id, "state": "paid"})
+    effects.admins("admin.order_paid", invoice_id=order.invoice_id, user_id=order.user_id,
+                   total=str(order.total_bill), method=order.payment_method)
+
+
+def release_order(session: Session, effects: Effects, order: Row[Any], status: str) -> None:
+    """Expire or cancel a pending order: items kept as history, units and voucher freed.
+
+    The caller holds the user and order locks. Items leave order_items first: the composite key
+    from items to units forbids freeing a unit an item still points at.
+    """
+    session.execute(
+        text("INSERT INTO released_order_items (id, order_id, product_id, stock_id,"
+             " price_per_unit) SELECT id, order_id, product_id, stock_id, price_per_unit"
+             " FROM order_items WHERE order_id = :o"), {"o": order.id},
+    )
+    session.execute(text("DELETE FROM order_items WHERE order_id = :o"), {"o": order.id})
+    session.execute(
+        text("UPDATE product_stocks SET order_id = NULL WHERE order_id = :o AND NOT is_sold"),
+        {"o": order.id},
+    )
+    vouchers.release_order_voucher(session, order.id)
+    session.execute(text("UPDATE orders SET status = :s, payment_number = NULL WHERE id = :o"),
+                    {"s": status, "o": order.id})
+    if order.payment_method == "qris":
+        effects.add(topics.UPDATE_PAYMENT_QR, {"kind": "order", "id": order.id, "state": status})
+    if order.payment_method == "qris" and order.payment_number is not None:
+        effects.add(topics.CANCEL_GATEWAY, {"invoice_id": order.invoice_id,
+                                            "amount": str(order.total_bill - order.payment_fee)})
+
+
+def expire_order(engine: Engine, order_id: int, status: str = "expired",
+                 reason: str = "expired", actor_id: int | None = None,
+                 now: datetime | None = None, force: bool = False) -> Outcome:
+    """Expire (when due) or cancel a pending order. Locks: user → order.
+
+    Idempotent by state: a settled order is left alone; an order not yet due is not expired
+    (a stale entry of the Redis expiry set cannot expire it early).
+    """
+    now = now or datetime.now(UTC)
+    with unit_of_work(engine) as uow:
+        uow.set_actor(actor_id, "user" if actor_id else "system", {"reason": reason})
+        session = uow.session
+        user_id = session.execute(text("SELECT user_id FROM orders WHERE id = :o"),
+                                  {"o": order_id}).scalar()
+        if user_id is None:
+            return Outcome({"status": "unknown", "changed": False})
+        locks.lock_user(session, user_id)
+        order = locks.lock_order(session, order_id)
+        assert order is not None
+        if order.status != "pending":
+            return Outcome({"status": order.status, "changed": False})
+        if status == "expired" and order.expires_at > now and not force:
+            return Outcome({"status": "pending", "changed": False, "due": order.expires_at})
+        effects = Effects(session)
+        release_order(session, effects, order, status)
+        key = {"expired": "order.expired", "cancelled": "order.cancelled"}[status]
+        if reason == "gateway_unavailable":
+            key = "error.payments_unavailable"
+        effects.message(order.user_id, key, invoice_id=order.invoice_id)
+        if status == "expired":
+            effects.admins("admin.order_expired", invoice_id=order.invoice_id,
+                           user_id=order.user_id)
+        uow.commit()
+        return Outcome({"status": status, "changed": True, "invoice_id": order.invoice_id},
+                       effects.ids)
+
+
+def cancel_own_order(engine: Engine, user_id: int, order_id: int | None = None) -> Outcome:
+    """A shopper cancels their pending order (their only one when `order_id` is None)."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT id FROM orders WHERE user_id = :u AND status = 'pending'"
+                 " AND (CAST(:o AS int) IS NULL OR id = :o)"), {"u": user_id, "o": order_id},
+        ).scalar()
+    if found is None:
+        return Outcome({"status": "rejected", "error": "no_pending_order"})
+    return expire_order(engine, found, status="cancelled", reason="user", actor_id=user_id)
+
+
+def due_orders(engine: Engine, now: datetime | None = None, limit: int = 500) -> list[int]:
+    """Pending orders past their expiry (the beat sweep's backstop list); locks nothing."""
+    with engine.connect() as conn:
+        return list(conn.execute(
+            text("SELECT id FROM orders WHERE status = 'pending' AND expires_at <= :now"
+                 " ORDER BY expires_at LIMIT :n"),
+            {"now": now or datetime.now(UTC), "n": limit},
+        ).scalars())
+
+
+def rollup_sold_counts(engine: Engine) -> int:
+    """Fold sold_count_deltas into products.sold_count in one statement; returns products moved.
+
+    Deleting the deltas and adding them happen in one statement, so a delta is counted once.
+    """
+    with engine.begin() as conn:
+        conn.execute(text("SELECT set_config('quickcart.actor_type', 'system', true)"))
+        result = conn.execute(text(
+            "WITH moved AS (DELETE FROM sold_count_deltas RETURNING product_id, quantity),"
+            " sums AS (SELECT product_id, sum(quantity) AS q FROM moved GROUP BY product_id)"
+            " UPDATE products p SET sold_count = p.sold_count + sums.q FROM sums"
+            " WHERE p.id = sums.product_id"
+        ))
+    return int(result.rowcount or 0)

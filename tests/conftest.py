@@ -1,0 +1,114 @@
+"""Test harness: real PostgreSQL and Redis (local servers, or embedded ones when none answer).
+
+Each test session gets its own pair of freshly migrated databases (so parallel runs and a
+developer's own data never collide) and drops them at the end. Tests that touch the database
+use `db` which empties every table first.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from quickcart.db.engine import dispose_engines
+from quickcart.db.migrate import migrate_all
+
+MAIN_TABLES = (
+    "audit_outbox, payment_events, outbox, idempotency_keys, sold_count_deltas, balance_ledger, "
+    "deposits, "
+    "voucher_usage_cooldown, vouchers, released_order_items, order_items, product_stocks, "
+    "orders, products, users"
+)
+
+
+@dataclass(frozen=True)
+class TestUrls:
+    """URLs of this test session's own databases and Redis."""
+
+    __test__ = False  # a fixture value, not a test class
+
+    database_url: str
+    audit_database_url: str
+    redis_url: str
+    server_url: str
+
+
+def _base_urls() -> tuple[str, str]:
+    """A PostgreSQL server URL and a Redis URL: configured, local, or embedded."""
+    from quickcart.db.urls import service_urls
+
+    urls = service_urls()
+    return urls.database_url, urls.redis_url
+
+
+@pytest.fixture(scope="session")
+def test_urls() -> Iterator[TestUrls]:
+    """Fresh main + audit databases for this session, migrated to head; dropped afterwards."""
+    base_db, redis_url = _base_urls()
+    suffix = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    main_url = make_url(base_db).set(database=f"qct_{suffix}_main")
+    audit_url = make_url(base_db).set(database=f"qct_{suffix}_audit")
+    server = make_url(base_db).set(database="postgres")
+    urls = TestUrls(
+        database_url=main_url.render_as_string(hide_password=False),
+        audit_database_url=audit_url.render_as_string(hide_password=False),
+        redis_url=redis_url,
+        server_url=server.render_as_string(hide_password=False),
+    )
+    migrate_all(urls.database_url, urls.audit_database_url)
+    yield urls
+    dispose_engines()
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for name in (main_url.database, audit_url.database):
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def main_engine(test_urls: TestUrls) -> Iterator[Engine]:
+    """Engine on this session's main database."""
+    engine = create_engine(test_urls.database_url, pool_size=10, max_overflow=60)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def audit_engine(test_urls: TestUrls) -> Iterator[Engine]:
+    """Engine on this session's audit database."""
+    engine = create_engine(test_urls.audit_database_url)
+    yield engine
+    engine.dispose()
+
+
+def empty_databases(main: Engine, audit: Engine | None = None) -> None:
+    """Remove every row, bypassing the append-only guards (a test-only superuser move)."""
+    with main.begin() as conn:
+        # A connection a test leaked would block TRUNCATE forever; fail loudly instead.
+        conn.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
+        conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        conn.exec_driver_sql(f"TRUNCATE {MAIN_TABLES} RESTART IDENTITY CASCADE")
+    if audit is not None:
+        with audit.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
+            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+            conn.exec_driver_sql("TRUNCATE audit_logs RESTART IDENTITY")
+
+
+@pytest.fixture()
+def db(main_engine: Engine, audit_engine: Engine) -> Engine:
+    """The main database, emptied before the test."""
+    empty_databases(main_engine, audit_engine)
+    return main_engine
+
+
+def scalar(engine: Engine, sql: str, **params: object) -> object:
+    """Run one query and return its single value."""
+    with engine.connect() as conn:
+        return conn.execute(text(sql), params).scalar()

@@ -1,0 +1,160 @@
+"""`quickcart up` on a machine where no PostgreSQL or Redis answers: everything comes up, a
+scripted shopper buys and receives the key, Flower shows the tasks, Ctrl-C leaves nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from quickcart.services.demo import DEMO_SHOPPER_ID
+from tests.support import ROOT, free_port, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+class Up:
+    """A `quickcart up` process and what it printed."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.ports = {name: free_port() for name in ("telegram", "pakasir", "flower", "api")}
+        self.data_dir = tmp / "data"
+        self.env = {
+            **os.environ,
+            "DATA_DIR": str(self.data_dir),
+            # Nothing answers on these ports: QuickCart must start its embedded servers.
+            "LOCAL_PG_PORT": "1", "LOCAL_REDIS_PORT": "1",
+            "API_PORT": str(self.ports["api"]),
+            "FLOWER_USER": "ops", "FLOWER_PASSWORD": "flower-test-pass",
+            "LOG_JSON": "false",
+        }
+        for name in ("DATABASE_URL", "AUDIT_DATABASE_URL", "REDIS_URL", "BROKER_URL",
+                     "TELEGRAM_BOT_TOKEN", "PAKASIR_PROJECT", "PAKASIR_API_KEY"):
+            self.env.pop(name, None)
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "quickcart.cli", "up",
+             "--telegram-port", str(self.ports["telegram"]),
+             "--pakasir-port", str(self.ports["pakasir"]),
+             "--flower-port", str(self.ports["flower"])],
+            cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True, text=True,
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def descendants(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def embedded_pids(self) -> list[int]:
+        """The embedded servers: whatever listens on the ports their state files record."""
+        ports = set()
+        for name in ("embedded-postgres.json", "embedded-redis.json"):
+            state = self.data_dir / name
+            if state.exists():
+                ports.add(int(json.loads(state.read_text())["port"]))
+        return sorted({c.pid for c in psutil.net_connections("tcp")
+                       if c.pid and c.status == psutil.CONN_LISTEN and c.laddr.port in ports})
+
+
+@pytest.fixture()
+def up(tmp_path: Path) -> Iterator[Up]:
+    runner = Up(tmp_path)
+    try:
+        yield runner
+    finally:
+        if runner.proc.poll() is None:
+            os.killpg(runner.proc.pid, signal.SIGKILL)
+        subprocess.run([sys.executable, "-m", "quickcart.cli", "services", "stop"], cwd=ROOT,
+                       env=runner.env, capture_output=True, timeout=60)
+
+
+def test_up_runs_the_whole_shop_and_ctrl_c_stops_it(up: Up) -> None:
+    wait_until(lambda: "QuickCart is up" in up.output() or up.proc.poll() is not None,
+               what="quickcart up", timeout=120)
+    assert up.proc.poll() is None, up.output()
+    api = f"http://127.0.0.1:{up.ports['api']}"
+    wait_until(lambda: _status(api + "/health") == 200, what="healthy API", timeout=60)
+
+    # A scripted shopper chats with the bot through the simulator, as a person would in the
+    # web chat page: opens product 2, takes one, skips the voucher, pays with SALDO.
+    telegram = f"http://127.0.0.1:{up.ports['telegram']}"
+    uid = DEMO_SHOPPER_ID
+    httpx.post(telegram + "/sandbox/users", json={"id": uid, "first_name": "Budi"},
+               timeout=10).raise_for_status()
+    httpx.post(f"{telegram}/sandbox/users/{uid}/messages", json={"text": "2"},
+               timeout=10).raise_for_status()
+    for data in ("o:buy:2", "o:qok:2", "o:vs:2", "o:pb:2", "o:pbok:2"):
+        message_id = wait_until(lambda d=data: _message_with_button(telegram, uid, d),
+                                what=f"a bot message with button {data}", timeout=60)
+        httpx.post(f"{telegram}/sandbox/users/{uid}/callbacks",
+                   json={"message_id": message_id, "callback_data": data},
+                   timeout=10).raise_for_status()
+
+    def delivered() -> bool:
+        messages = httpx.get(f"{telegram}/sandbox/chats/{uid}/transcript",
+                             timeout=10).json()["messages"]
+        return any(m["from_bot"] and "DEMO2-" in str(m.get("text")) for m in messages)
+
+    flower = f"http://127.0.0.1:{up.ports['flower']}"
+    assert _status(flower + "/api/workers") == 401, "Flower requires basic auth"
+    auth = ("ops", "flower-test-pass")
+    workers = wait_until(lambda: httpx.get(flower + "/api/workers", params={"refresh": 1},
+                                           auth=auth, timeout=20).json(),
+                         what="Flower workers", timeout=60)
+    names = " ".join(workers)
+    assert "main@" in names and "payments@" in names and "bulk@" in names
+    tasks = wait_until(
+        lambda: [t for t in httpx.get(flower + "/api/tasks", auth=auth, timeout=10).json()
+                 .values() if t.get("name") == "quickcart.create_order"],
+        what="the purchase task in Flower", timeout=60)
+    assert tasks[0]["state"] == "SUCCESS"
+
+    children = up.descendants()
+    embedded = up.embedded_pids()
+    assert children and embedded
+    up.proc.send_signal(signal.SIGINT)
+    up.proc.wait(timeout=90)
+    survivors = [p.pid for p in children if p.is_running() and p.status() != "zombie"]
+    survivors += [pid for pid in embedded if psutil.pid_exists(pid)
+                  and psutil.Process(pid).status() != "zombie"]
+    assert survivors == [], up.output()[-3000:]
+
+
+def _message_with_button(telegram: str, uid: int, data: str) -> int | None:
+    """The newest bot message offering inline button `data`, if any."""
+    messages = httpx.get(f"{telegram}/sandbox/chats/{uid}/transcript",
+                         timeout=10).json()["messages"]
+    for message in reversed(messages):
+        markup = message.get("reply_markup") or {}
+        for row in markup.get("inline_keyboard", []):
+            if any(button.get("callback_data") == data for button in row):
+                return int(message["message_id"])
+    return None
+
+
+def _status(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=5).status_code
+    except httpx.HTTPError:
+        return 0

@@ -1,0 +1,35 @@
+"""Publishing outbox rows to the broker. Not transaction-safe by nature (a broker call cannot
+join a database transaction), hence the `_unsafe` names: callers publish only what is already
+committed, and the beat relay re-publishes whatever a crash left behind."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from quickcart.db import outbox
+from workers import runtime
+from workers.app import app
+
+
+def _send(message: outbox.OutboxMessage) -> None:
+    # Consumers are idempotent on the outbox id (a kwarg). The task id names the outbox row for
+    # Flower but is unique per publish: a redelivery keeps it (the poison counter counts those),
+    # while outbox ids that start again (a restored database) never inherit old counts.
+    app.send_task(message.topic, kwargs={**message.payload, "outbox_id": message.id},
+                  queue=message.queue, task_id=f"outbox-{message.id}-{uuid.uuid4().hex[:12]}",
+                  headers={"correlation_id": message.correlation_id}
+                  if message.correlation_id else None)
+
+
+def publish_committed_unsafe(ids: Iterable[int]) -> int:
+    """Publish these committed outbox rows now (the relay catches them if this fails)."""
+    id_list = list(ids)
+    if not id_list:
+        return 0
+    return outbox.publish_now(runtime.engine(), _send, id_list)
+
+
+def relay_pending_unsafe(min_age_seconds: float = 2.0, limit: int = 500) -> int:
+    """Publish every committed, unpublished row older than `min_age_seconds`."""
+    return outbox.relay(runtime.engine(), _send, limit=limit, min_age_seconds=min_age_seconds)

@@ -1,0 +1,63 @@
+"""Per-process resources of a worker: engines, Redis, gateway and Bot API clients."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import redis
+from sqlalchemy import Engine
+
+from quickcart.adapters import redis_store
+from quickcart.adapters.pakasir import PakasirClient
+from quickcart.adapters.telegram_api import BotApi
+from quickcart.config import get_settings
+from quickcart.db.engine import get_engine
+from quickcart.db.urls import service_urls
+
+_lock = threading.Lock()
+_clients: dict[tuple[int, str], Any] = {}
+
+
+def _per_process(name: str, factory: Any) -> Any:
+    key = (os.getpid(), name)
+    with _lock:
+        if key not in _clients:
+            _clients[key] = factory()
+        return _clients[key]
+
+
+def engine() -> Engine:
+    """The main database engine of this process."""
+    return get_engine(service_urls().database_url)
+
+
+def audit_engine() -> Engine:
+    """The audit database engine of this process."""
+    return get_engine(service_urls().audit_database_url, pool_size=2)
+
+
+def redis_client() -> redis.Redis:
+    """Redis for the expiry set and counters."""
+    return _per_process("redis", lambda: redis_store.client(service_urls().redis_url))
+
+
+def gateway() -> PakasirClient:
+    """The Pakasir client (fails fast at first use if the project or key is missing)."""
+    def build() -> PakasirClient:
+        settings = get_settings()
+        settings.require("payments")
+        return PakasirClient(settings.pakasir_base_url, settings.pakasir_project or "",
+                             settings.pakasir_api_key or "",
+                             timeout=settings.pakasir_timeout_seconds)
+    return _per_process("gateway", build)
+
+
+def messenger() -> BotApi:
+    """The Bot API client (fails fast at first use if the token is missing)."""
+    def build() -> BotApi:
+        settings = get_settings()
+        settings.require("notify")
+        return BotApi(settings.telegram_api_base_url, settings.telegram_bot_token or "")
+    return _per_process("messenger", build)

@@ -1,0 +1,89 @@
+"""Beat-driven housekeeping: the outbox relay, sold_count roll-up, stuck deliveries."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import httpx
+from sqlalchemy import text
+
+from quickcart.config import get_settings
+from quickcart.db import outbox
+from quickcart.messages import render
+from quickcart.services import delivery, orders
+from workers import runtime
+from workers.app import app
+from workers.base import QuickCartTask
+from workers.publish import relay_pending_unsafe
+
+
+@app.task(base=QuickCartTask, name="quickcart.relay_outbox", queue="default")
+def relay_outbox() -> int:
+    """Publish committed side effects their own task did not (crash, Redis down)."""
+    return relay_pending_unsafe(min_age_seconds=2.0)
+
+
+@app.task(base=QuickCartTask, name="quickcart.rollup_sold_counts", queue="default")
+def rollup_sold_counts() -> int:
+    """Fold per-sale deltas into products.sold_count (no hot row on the purchase path)."""
+    return orders.rollup_sold_counts(runtime.engine())
+
+
+@app.task(base=QuickCartTask, name="quickcart.redeliver_stuck", queue="default")
+def redeliver_stuck() -> int:
+    """Re-send paid orders whose delivery never completed (worker died mid-send)."""
+    stuck = delivery.undelivered_orders(runtime.engine())
+    for order_id in stuck:
+        app.send_task("quickcart.deliver_order", kwargs={"order_id": order_id}, queue="notify")
+    return len(stuck)
+
+
+@app.task(base=QuickCartTask, name="quickcart.purge_outbox", queue="default")
+def purge_outbox() -> int:
+    """Drop outbox rows published more than a day ago."""
+    return outbox.purge_published(runtime.engine())
+
+
+HEALTH_KEY = "health:last"
+
+
+@app.task(base=QuickCartTask, name="quickcart.health_monitor", queue="default")
+def health_monitor() -> dict[str, bool]:
+    """Every minute: check the database, Redis and the gateway; tell admins on Telegram when
+    one starts or stops failing. Sent directly, not through the outbox: the database may be
+    what is down. (With Redis down this task cannot run at all; /health shows that.)"""
+    checks = {"database": _ok(lambda: _select_one()), "redis": _ok(
+        lambda: runtime.redis_client().ping()), "gateway": _ok(_gateway_reachable)}
+    # The last state lives in Redis: beat hands this task to any pool process of any worker.
+    last: dict[str, str] = {}
+    with contextlib.suppress(Exception):
+        last = runtime.redis_client().hgetall(HEALTH_KEY)  # type: ignore[assignment]
+        runtime.redis_client().hset(HEALTH_KEY, mapping={k: str(int(v))
+                                                         for k, v in checks.items()})
+    changed = {k: v for k, v in checks.items() if last.get(k, "1") != str(int(v))}
+    if changed:
+        text = render("admin.health_changed", "id", changes=", ".join(
+            f"{name}: {'OK' if ok else 'DOWN'}" for name, ok in changed.items()))
+        settings = get_settings()
+        for chat_id in {*settings.admin_ids, *settings.admin_group_ids}:
+            with contextlib.suppress(Exception):  # alerting must not crash the monitor
+                runtime.messenger().send_message(chat_id, text)
+    return checks
+
+
+def _ok(probe: Callable[[], object]) -> bool:
+    try:
+        probe()
+    except Exception:  # noqa: BLE001 - a failing dependency is the answer, not an error
+        return False
+    return True
+
+
+def _select_one() -> None:
+    with runtime.engine().connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def _gateway_reachable() -> None:
+    httpx.get(get_settings().pakasir_base_url, timeout=5.0)

@@ -1,0 +1,146 @@
+"""Notify queue: every message to Telegram, after the commit that decided it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.exceptions import Retry
+from sqlalchemy import text
+
+from quickcart.adapters.qr import qr_png
+from quickcart.adapters.telegram_api import (
+    TelegramError,
+    TelegramForbidden,
+    TelegramRetryAfter,
+    TelegramUnavailable,
+)
+from quickcart.messages import render
+from quickcart.services import notifications
+from workers import runtime
+from workers.app import app
+from workers.base import QuickCartTask
+
+
+def _retry_later(task: Any, exc: TelegramRetryAfter) -> Retry:
+    """Telegram said slow down: come back exactly when it allows."""
+    return task.retry(exc=exc, countdown=exc.retry_after)
+
+
+@app.task(base=QuickCartTask, bind=True, name="quickcart.send_message", queue="notify",
+          rate_limit="30/s")
+def send_message(self: Any, chat_id: int, key: str, params: dict[str, Any],
+                 outbox_id: int | None = None, once_key: str | None = None) -> bool:
+    """One catalog message to one chat, at most once per outbox id (or `once_key`)."""
+    once = once_key or (f"outbox:{outbox_id}" if outbox_id else None)
+    try:
+        return notifications.send_catalog_message(
+            runtime.engine(), runtime.messenger(), chat_id, key, params, once_key=once)
+    except TelegramRetryAfter as exc:
+        raise _retry_later(self, exc) from exc
+    except TelegramForbidden:
+        return False  # the user blocked the bot: nothing to retry
+
+
+@app.task(base=QuickCartTask, name="quickcart.notify_admins", queue="notify")
+def notify_admins(key: str, params: dict[str, Any], outbox_id: int | None = None) -> int:
+    """Fan one catalog message out to every admin, each copy at most once per outbox id."""
+    chats = notifications.admin_chat_ids(runtime.engine())
+    for chat_id in chats:
+        once = f"outbox:{outbox_id}:admin:{chat_id}" if outbox_id else None
+        send_message.apply_async(
+            kwargs={"chat_id": chat_id, "key": key, "params": params, "once_key": once},
+            queue="notify")
+    return len(chats)
+
+
+@app.task(base=QuickCartTask, bind=True, name="quickcart.deliver_order", queue="notify")
+def deliver_order(self: Any, order_id: int, resend: bool = False,
+                  requester_id: int | None = None, outbox_id: int | None = None) -> bool:
+    """Hand a paid order's content to its buyer (claimed, so duplicates send nothing)."""
+    try:
+        return notifications.deliver_order(runtime.engine(), runtime.messenger(), order_id,
+                                           resend, requester_id)
+    except TelegramRetryAfter as exc:
+        raise _retry_later(self, exc) from exc
+
+
+@app.task(base=QuickCartTask, bind=True, name="quickcart.send_payment_qr", queue="notify")
+def send_payment_qr(self: Any, kind: str, id: int, outbox_id: int | None = None) -> bool:
+    """The QRIS photo with its breakdown and expiry, while the row is still pending."""
+    engine = runtime.engine()
+    view = notifications.payment_qr_view(engine, kind, id)
+    if view is None:
+        return False
+    once = f"outbox:{outbox_id}" if outbox_id else f"qr:{kind}:{id}"
+    if not notifications.claim_once(engine, once, "qr"):
+        return False
+    lang = notifications.language_of(engine, view["user_id"])
+    caption = render(f"{kind}.awaiting_payment", lang, **view)
+    try:
+        message_id = runtime.messenger().send_photo(
+            view["user_id"], qr_png(view["payment_number"]), caption,
+            reply_markup=_payment_buttons(kind, view["invoice_id"], lang))
+    except TelegramRetryAfter as exc:
+        notifications.unclaim(engine, once)
+        raise _retry_later(self, exc) from exc
+    except Exception:
+        notifications.unclaim(engine, once)
+        raise
+    notifications.record_qr_message(engine, kind, id, message_id)
+    return True
+
+
+QR_STATES = ("paid", "expired", "cancelled")
+# A 400 meaning the edit is moot: already edited, or the photo is gone.
+HARMLESS_EDIT_ERRORS = ("message is not modified", "message to edit not found",
+                        "there is no caption in the message to edit")
+
+
+@app.task(base=QuickCartTask, bind=True, name="quickcart.update_payment_qr", queue="notify")
+def update_payment_qr(self: Any, kind: str, id: int, state: str,
+                      outbox_id: int | None = None) -> bool:
+    """Paid/expired/cancelled: edit the QRIS photo's caption into a receipt or a notice and
+    drop its buttons; at most once per outbox id (or per row and state)."""
+    if kind not in ("order", "deposit") or state not in QR_STATES:
+        return False
+    engine = runtime.engine()
+    table = "orders" if kind == "order" else "deposits"
+    with engine.connect() as conn:
+        row = conn.execute(text(f"SELECT * FROM {table} WHERE id = :i"), {"i": id}).first()
+    if row is None or row.qr_message_id is None:
+        return False
+    once = f"outbox:{outbox_id}" if outbox_id else f"qr-edit:{kind}:{id}:{state}"
+    if not notifications.claim_once(engine, once, "qr"):
+        return False
+    lang = notifications.language_of(engine, row.user_id)
+    paid = row.amount_paid if row.amount_paid is not None else row.total_bill
+    caption = render(f"{kind}.qr_{state}", lang, invoice_id=row.invoice_id, total=paid,
+                     paid_at=notifications.format_time(row.paid_at) if row.paid_at else "-")
+    try:
+        runtime.messenger().edit_caption(row.user_id, int(row.qr_message_id), caption,
+                                         reply_markup={"inline_keyboard": []})
+    except TelegramRetryAfter as exc:
+        notifications.unclaim(engine, once)
+        raise _retry_later(self, exc) from exc
+    except TelegramForbidden:
+        return False  # the user blocked the bot
+    except TelegramUnavailable:
+        notifications.unclaim(engine, once)
+        raise
+    except TelegramError as exc:
+        if any(reason in str(exc) for reason in HARMLESS_EDIT_ERRORS):
+            return False
+        notifications.unclaim(engine, once)
+        raise
+    except Exception:
+        notifications.unclaim(engine, once)
+        raise
+    return True
+
+
+def _payment_buttons(kind: str, invoice_id: str, lang: str) -> dict[str, Any]:
+    return {"inline_keyboard": [[
+        {"text": render("button.check_status", lang),
+         "callback_data": f"pay:check:{invoice_id}"},
+        {"text": render("button.cancel", lang), "callback_data": f"pay:cancel:{invoice_id}"},
+    ]]}
