@@ -66,7 +66,7 @@ def create_app() -> FastAPI:
         verdict = receive_pakasir_webhook(runtime.engine(), body,
                                           settings.pakasir_project or "", client)
         webhooks_total.labels(verdict.outcome).inc()
-        publish_committed_unsafe(verdict.outbox_ids)
+        publish_committed_unsafe(verdict.outbox)
         return JSONResponse({"status": ANSWERS.get(verdict.outcome, verdict.outcome)},
                             status_code=verdict.status_code)
 

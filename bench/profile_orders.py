@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
             outcome = orders.create_order(stack.main, orders.CreateOrder(  # type: ignore[arg-type]
                 user_id=users[i % len(users)], product_id=1, quantity=1,
                 payment_method="account_balance", idempotency_key=intent_key("prof")))
-            outbox.relay(stack.main, lambda m: None, ids=outcome.outbox_ids)  # type: ignore[arg-type]
+            outbox.publish_now(stack.main, lambda m: None, outcome.outbox)  # type: ignore[arg-type]
 
         for i in range(20):
             one(i)

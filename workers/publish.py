@@ -22,12 +22,12 @@ def _send(message: outbox.OutboxMessage) -> None:
                   if message.correlation_id else None)
 
 
-def publish_committed_unsafe(ids: Iterable[int]) -> int:
+def publish_committed_unsafe(messages: Iterable[outbox.OutboxMessage]) -> int:
     """Publish these committed outbox rows now (the relay catches them if this fails)."""
-    id_list = list(ids)
-    if not id_list:
+    message_list = list(messages)
+    if not message_list:
         return 0
-    return outbox.publish_now(runtime.engine(), _send, id_list)
+    return outbox.publish_now(runtime.engine(), _send, message_list)
 
 
 def relay_pending_unsafe(min_age_seconds: float = 2.0, limit: int = 500) -> int:

@@ -9,19 +9,21 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 
-def claim(session: Session, key: str, scope: str) -> dict[str, Any] | None:
+def claim(session: Session, key: str, scope: str,
+          first: tuple[str, dict[str, Any]] | None = None) -> dict[str, Any] | None:
     """Claim `key`; returns None when this transaction owns it, else the recorded result.
 
     A concurrent claimer of the same key blocks on the primary key until the owner commits (then
-    sees its result) or rolls back (then owns the key), so an intent takes effect once.
+    sees its result) or rolls back (then owns the key), so an intent takes effect once. `first`
+    is a statement (e.g. uow.actor_statement) sent in the same round trip, before the claim.
     """
-    inserted = session.execute(
-        text(
-            "INSERT INTO idempotency_keys (key, scope) VALUES (:k, :s)"
-            " ON CONFLICT (key) DO NOTHING RETURNING key"
-        ),
-        {"k": key, "s": scope},
-    ).scalar()
+    sql = ("INSERT INTO idempotency_keys (key, scope) VALUES (:k, :s)"
+           " ON CONFLICT (key) DO NOTHING RETURNING key")
+    params: dict[str, Any] = {"k": key, "s": scope}
+    if first is not None:
+        sql = f"{first[0]}; {sql}"
+        params = {**first[1], **params}
+    inserted = session.execute(text(sql), params).scalar()
     if inserted is not None:
         return None
     result = session.execute(

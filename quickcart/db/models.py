@@ -100,6 +100,7 @@ class Order(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     delivery_count: Mapped[int] = mapped_column(Integer, server_default="0")
     delivery_claimed_until: Mapped[datetime | None] = mapped_column(TimestampTZ)
+    delivery_claimed_by: Mapped[str | None] = mapped_column(String(64))
     qr_message_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(TimestampTZ, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(TimestampTZ, server_default=func.now())

@@ -5,10 +5,40 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
+
+_PENDING = "quickcart.flush_before_commit"  # key in Session.info
+
+
+class Flushable(Protocol):
+    """Something that writes what it buffered into the session's transaction."""
+
+    def flush(self) -> None:
+        """Write the buffered rows."""
+
+
+def flush_before_commit(session: Session, buffer: Flushable) -> None:
+    """Have `UnitOfWork.commit` flush `buffer` (e.g. collected outbox rows) before it commits."""
+    session.info.setdefault(_PENDING, []).append(buffer)
+
+
+def actor_statement(actor_id: int | None, actor_type: str = "system",
+                    context: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """The SQL (and its parameters) that names the actor for the audit triggers; callers may
+    send it in front of their first statement to save a round trip."""
+    return (
+        "SELECT set_config('quickcart.actor_id', :aid, true),"
+        " set_config('quickcart.actor_type', :atype, true),"
+        " set_config('quickcart.audit_context', :ctx, true)",
+        {
+            "aid": "" if actor_id is None else str(actor_id),
+            "atype": actor_type,
+            "ctx": "" if context is None else json.dumps(context, default=str),
+        },
+    )
 
 
 class UnitOfWork:
@@ -21,21 +51,13 @@ class UnitOfWork:
     def set_actor(self, actor_id: int | None, actor_type: str = "system",
                   context: dict[str, Any] | None = None) -> None:
         """Tell the audit triggers who acts in this transaction (SET LOCAL: ends with it)."""
-        self.session.execute(
-            text(
-                "SELECT set_config('quickcart.actor_id', :aid, true),"
-                " set_config('quickcart.actor_type', :atype, true),"
-                " set_config('quickcart.audit_context', :ctx, true)"
-            ),
-            {
-                "aid": "" if actor_id is None else str(actor_id),
-                "atype": actor_type,
-                "ctx": "" if context is None else json.dumps(context, default=str),
-            },
-        )
+        sql, params = actor_statement(actor_id, actor_type, context)
+        self.session.execute(text(sql), params)
 
     def commit(self) -> None:
-        """Commit the one transaction of this use case."""
+        """Flush what was buffered for this transaction (outbox rows), then commit it once."""
+        for buffer in self.session.info.pop(_PENDING, []):
+            buffer.flush()
         self.session.commit()
         self._committed = True
 

@@ -46,11 +46,14 @@ class DeliveryPayload:
 
 
 def claim_delivery(engine: Engine, order_id: int, resend: bool = False,
-                   requester_id: int | None = None) -> DeliveryPayload | None:
-    """Lease an order's delivery. Locks: the order row, only while claiming (committed at once).
+                   requester_id: int | None = None,
+                   owner: str | None = None) -> DeliveryPayload | None:
+    """Lease an order's delivery to `owner` (the task id, which a retry keeps). Locks: the order
+    row, only while claiming (committed at once).
 
     Returns None when there is nothing to send: not paid, already delivered (unless `resend`),
-    claimed by another worker right now, or `requester_id` is not the buyer.
+    leased to another owner right now, or `requester_id` is not the buyer. The owner's own live
+    lease does not stop it: a retry after a failed send may claim again at once.
     """
     now = datetime.now(UTC)
     with unit_of_work(engine) as uow:
@@ -62,11 +65,13 @@ def claim_delivery(engine: Engine, order_id: int, resend: bool = False,
             return None
         if order.delivered_at is not None and not resend:
             return None
-        if order.delivery_claimed_until is not None and order.delivery_claimed_until > now:
+        leased = order.delivery_claimed_until is not None and order.delivery_claimed_until > now
+        if leased and (owner is None or order.delivery_claimed_by != owner):
             return None
         session.execute(
-            text("UPDATE orders SET delivery_claimed_until = :until WHERE id = :o"),
-            {"until": now + timedelta(seconds=CLAIM_SECONDS), "o": order_id},
+            text("UPDATE orders SET delivery_claimed_until = :until, delivery_claimed_by = :by"
+                 " WHERE id = :o"),
+            {"until": now + timedelta(seconds=CLAIM_SECONDS), "by": owner, "o": order_id},
         )
         rows = session.execute(
             text("SELECT p.name, s.content FROM order_items i"
@@ -80,21 +85,29 @@ def claim_delivery(engine: Engine, order_id: int, resend: bool = False,
                            [r.content for r in rows], resend)
 
 
-def complete_delivery(engine: Engine, order_id: int) -> None:
-    """Record a successful send: first delivery time kept, count incremented, lease dropped."""
+def complete_delivery(engine: Engine, order_id: int, owner: str | None = None) -> bool:
+    """Record a successful send: first delivery time kept, count incremented, lease dropped.
+
+    With `owner`, only while the lease is still that owner's (a sweep that took over a lapsed
+    lease records its own send); False when it was not recorded."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            text("UPDATE orders SET delivered_at = coalesce(delivered_at, now()),"
+                 " delivery_count = delivery_count + 1, delivery_claimed_until = NULL,"
+                 " delivery_claimed_by = NULL"
+                 " WHERE id = :o AND (CAST(:by AS text) IS NULL OR delivery_claimed_by = :by)"),
+            {"o": order_id, "by": owner},
+        )
+    return bool(result.rowcount)
+
+
+def release_delivery(engine: Engine, order_id: int, owner: str | None = None) -> None:
+    """Give the lease back after a failed send, so any retry can claim it at once."""
     with engine.begin() as conn:
         conn.execute(
-            text("UPDATE orders SET delivered_at = coalesce(delivered_at, now()),"
-                 " delivery_count = delivery_count + 1, delivery_claimed_until = NULL"
-                 " WHERE id = :o"), {"o": order_id},
-        )
-
-
-def release_delivery(engine: Engine, order_id: int) -> None:
-    """Give the lease back after a failed send, so a retry can claim it at once."""
-    with engine.begin() as conn:
-        conn.execute(text("UPDATE orders SET delivery_claimed_until = NULL WHERE id = :o"),
-                     {"o": order_id})
+            text("UPDATE orders SET delivery_claimed_until = NULL, delivery_claimed_by = NULL"
+                 " WHERE id = :o AND (CAST(:by AS text) IS NULL OR delivery_claimed_by = :by)"),
+            {"o": order_id, "by": owner})
 
 
 def undelivered_orders(engine: Engine, grace_seconds: int = 30, limit: int = 200) -> list[int]:

@@ -8,20 +8,33 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from quickcart.db import outbox
+from quickcart.db.uow import flush_before_commit
 from quickcart.services import topics
 
 
 class Effects:
-    """Collects the outbox ids a use case wrote, so its task can publish them after commit."""
+    """Collects a use case's side effects and writes them as outbox rows in one INSERT.
+
+    `UnitOfWork.commit` flushes every Effects of its session before committing, so the rows
+    commit with the change; `messages` then holds them for the task to publish after commit.
+    """
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.ids: list[int] = []
+        self._pending: list[tuple[str, str, dict[str, Any]]] = []
+        self.messages: list[outbox.OutboxMessage] = []
+        flush_before_commit(session, self)
 
     def add(self, topic: tuple[str, str], payload: dict[str, Any]) -> None:
-        """Queue task `topic` with `payload` in this transaction."""
+        """Queue task `topic` with `payload` in this transaction (written at flush)."""
         name, queue = topic
-        self.ids.append(outbox.add(self.session, name, payload, queue))
+        self._pending.append((name, queue, payload))
+
+    def flush(self) -> None:
+        """Write the queued rows (one statement); the unit of work calls this before commit."""
+        if self._pending:
+            self.messages.extend(outbox.add_many(self.session, self._pending))
+            self._pending = []
 
     def message(self, user_id: int, key: str, **params: Any) -> None:
         """Queue a catalog message to one user (rendered in their language by the notify worker)."""

@@ -26,18 +26,19 @@ def move_balance(
     balance negative raises ShopError('insufficient_balance') before anything is written. The
     ledger's unique (reason, reference) makes a repeated move of the same reference fail.
     """
-    balance = session.execute(
-        text("SELECT account_balance FROM users WHERE id = :u"), {"u": user_id}
-    ).scalar_one()
-    if balance + amount < 0:
-        raise ShopError("insufficient_balance", balance=str(balance), needed=str(-amount))
-    new_balance: Decimal = session.execute(
+    # The guard in WHERE refuses an overdraft without a round trip to read the balance first.
+    new_balance: Decimal | None = session.execute(
         text(
-            "UPDATE users SET account_balance = account_balance + :a WHERE id = :u"
-            " RETURNING account_balance"
+            "UPDATE users SET account_balance = account_balance + :a"
+            " WHERE id = :u AND account_balance + :a >= 0 RETURNING account_balance"
         ),
         {"a": amount, "u": user_id},
-    ).scalar_one()
+    ).scalar()
+    if new_balance is None:
+        balance = session.execute(
+            text("SELECT account_balance FROM users WHERE id = :u"), {"u": user_id}
+        ).scalar_one()
+        raise ShopError("insufficient_balance", balance=str(balance), needed=str(-amount))
     session.execute(
         text(
             "INSERT INTO balance_ledger (user_id, amount, reason, reference_type, reference_id,"

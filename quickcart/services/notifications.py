@@ -113,14 +113,23 @@ def record_qr_message(engine: Engine, kind: str, row_id: int, message_id: int) -
                      {"m": message_id, "i": row_id})
 
 
+class SentNotRecorded(Exception):
+    """The content reached the buyer but recording it failed: retry only the record."""
+
+
 def deliver_order(engine: Engine, messenger: Messenger, order_id: int, resend: bool = False,
-                  requester_id: int | None = None) -> bool:
+                  requester_id: int | None = None, owner: str | None = None,
+                  already_sent: bool = False) -> bool:
     """Send a paid order's content to its buyer; True when something was sent.
 
-    Claims the delivery (a committed lease), sends with no lock held, then records it; a failed
-    send gives the lease back and re-raises for the task's retry.
+    Claims the delivery (a committed lease owned by `owner`), sends with no lock held, then
+    records it. A failed send gives the lease back and re-raises for the task's retry; a failed
+    record raises SentNotRecorded, and the retry (`already_sent`) records without sending again.
     """
-    payload = delivery.claim_delivery(engine, order_id, resend, requester_id)
+    if already_sent:
+        delivery.complete_delivery(engine, order_id, owner)
+        return True
+    payload = delivery.claim_delivery(engine, order_id, resend, requester_id, owner)
     if payload is None:
         return False
     lang = language_of(engine, payload.chat_id)
@@ -136,7 +145,10 @@ def deliver_order(engine: Engine, messenger: Messenger, order_id: int, resend: b
                 "order.delivery", lang, invoice_id=payload.invoice_id, product_names=names,
                 contents="\n".join(payload.contents)))
     except Exception:
-        delivery.release_delivery(engine, order_id)
+        delivery.release_delivery(engine, order_id, owner)
         raise
-    delivery.complete_delivery(engine, order_id)
+    try:
+        delivery.complete_delivery(engine, order_id, owner)
+    except Exception as exc:
+        raise SentNotRecorded(order_id) from exc
     return True

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine, Row, text
@@ -11,11 +13,12 @@ from sqlalchemy.orm import Session
 
 from quickcart.config import get_settings
 from quickcart.db import idempotency, locks
-from quickcart.db.uow import unit_of_work
+from quickcart.db.outbox import OutboxMessage
+from quickcart.db.uow import actor_statement, unit_of_work
 from quickcart.domain.codes import new_invoice_id
 from quickcart.domain.errors import ShopError
 from quickcart.domain.money import ZERO, as_text
-from quickcart.domain.pricing import PAYMENT_METHODS, make_bill, unit_price
+from quickcart.domain.pricing import PAYMENT_METHODS, Bill, make_bill, unit_price
 from quickcart.services import topics, vouchers
 from quickcart.services.effects import Effects
 from quickcart.services.ledger import move_balance
@@ -40,7 +43,7 @@ class Outcome:
     """What a use case decided (JSON-ready) and the outbox rows to publish after commit."""
 
     result: dict[str, Any]
-    outbox_ids: list[int] = field(default_factory=list)
+    outbox: list[OutboxMessage] = field(default_factory=list)
 
 
 def create_order(engine: Engine, cmd: CreateOrder) -> Outcome:
@@ -50,15 +53,22 @@ def create_order(engine: Engine, cmd: CreateOrder) -> Outcome:
     try:
         _validate(cmd)
         with unit_of_work(engine) as uow:
-            uow.set_actor(cmd.user_id, "user", {"intent": cmd.idempotency_key})
-            prior = idempotency.claim(uow.session, cmd.idempotency_key, "create_order")
+            actor = actor_statement(cmd.user_id, "user", {"intent": cmd.idempotency_key})
+            prior = idempotency.claim(uow.session, cmd.idempotency_key, "create_order", actor)
             if prior is not None:
                 return Outcome(prior)
             effects = Effects(uow.session)
-            result = _create(uow.session, effects, cmd, datetime.now(UTC))
+            now = datetime.now(UTC)
+            try:
+                plan = _check(uow.session, cmd, now)
+            except ShopError as refusal:
+                # Nothing but the key was written yet: record the refusal in this transaction.
+                result = _refuse(effects, cmd.user_id, refusal)
+            else:
+                result = _apply(uow.session, effects, cmd, plan, now)
             idempotency.record(uow.session, cmd.idempotency_key, result)
             uow.commit()
-            return Outcome(result, effects.ids)
+            return Outcome(result, effects.messages)
     except ShopError as refusal:
         return reject(engine, cmd.user_id, cmd.idempotency_key, "create_order", refusal)
 
@@ -70,11 +80,15 @@ def reject(engine: Engine, user_id: int, key: str, scope: str, refusal: ShopErro
         if prior is not None:
             return Outcome(prior)
         effects = Effects(uow.session)
-        effects.message(user_id, f"error.{refusal.code}", **refusal.params)
-        result = refusal.to_dict()
+        result = _refuse(effects, user_id, refusal)
         idempotency.record(uow.session, key, result)
         uow.commit()
-        return Outcome(result, effects.ids)
+        return Outcome(result, effects.messages)
+
+
+def _refuse(effects: Effects, user_id: int, refusal: ShopError) -> dict[str, Any]:
+    effects.message(user_id, f"error.{refusal.code}", **refusal.params)
+    return refusal.to_dict()
 
 
 def _validate(cmd: CreateOrder) -> None:
@@ -84,23 +98,39 @@ def _validate(cmd: CreateOrder) -> None:
         raise ShopError("invalid_quantity", max=MAX_QUANTITY)
 
 
-def _create(session: Session, effects: Effects, cmd: CreateOrder, now: datetime) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Plan:
+    """What the checks of an order decided, before anything is written."""
+
+    product_name: str
+    price: Decimal
+    bill: Bill
+    units: list[uuid.UUID]
+    voucher_id: int | None
+
+
+def _check(session: Session, cmd: CreateOrder, now: datetime) -> _Plan:
+    """Lock the user, the voucher and free units, and check everything; writes nothing, so a
+    ShopError raised here leaves the transaction clean for recording the refusal."""
     user = locks.lock_user(session, cmd.user_id)
     if user is None:
         raise ShopError("user_not_registered")
     if user.is_banned:
         raise ShopError("user_banned")
-    pending = session.execute(
-        text("SELECT invoice_id, total_bill, expires_at FROM orders"
-             " WHERE user_id = :u AND status = 'pending'"), {"u": cmd.user_id},
-    ).first()
-    if pending is not None:
-        raise ShopError("pending_order_exists", invoice_id=pending.invoice_id,
-                        total=str(pending.total_bill), expires_at=pending.expires_at.isoformat())
-    product = session.execute(
-        text("SELECT * FROM products WHERE id = :p"), {"p": cmd.product_id}
-    ).first()
-    if product is None or not product.is_active:
+    # A statement of its own after the lock: in READ COMMITTED it sees a pending order that a
+    # concurrent intent of this user committed while we waited for the lock.
+    found = session.execute(
+        text("SELECT p.name, p.is_active, p.customer_price, p.reseller_price,"
+             " o.invoice_id, o.total_bill, o.expires_at"
+             " FROM (SELECT 1) AS one"
+             " LEFT JOIN products p ON p.id = :p"
+             " LEFT JOIN orders o ON o.user_id = :u AND o.status = 'pending'"),
+        {"u": cmd.user_id, "p": cmd.product_id},
+    ).one()
+    if found.invoice_id is not None:
+        raise ShopError("pending_order_exists", invoice_id=found.invoice_id,
+                        total=str(found.total_bill), expires_at=found.expires_at.isoformat())
+    if found.name is None or not found.is_active:
         raise ShopError("product_unavailable", product_id=cmd.product_id)
     voucher = (vouchers.hold_voucher(session, cmd.user_id, cmd.voucher_code, now)
                if cmd.voucher_code else None)
@@ -110,10 +140,19 @@ def _create(session: Session, effects: Effects, cmd: CreateOrder, now: datetime)
         # are not (they are being sold), so they are not offered.
         raise ShopError("out_of_stock" if not units else "not_enough_stock",
                         product_id=cmd.product_id, available=len(units))
-
-    price = unit_price(user.member_status, product.customer_price, product.reseller_price)
+    price = unit_price(user.member_status, found.customer_price, found.reseller_price)
     bill = make_bill(price * cmd.quantity, voucher.amount if voucher else ZERO,
                      cmd.payment_method)
+    if cmd.payment_method == "account_balance" and bill.total > user.account_balance:
+        raise ShopError("insufficient_balance", balance=str(user.account_balance),
+                        needed=str(bill.total))
+    return _Plan(found.name, price, bill, units, voucher.id if voucher else None)
+
+
+def _apply(session: Session, effects: Effects, cmd: CreateOrder, plan: _Plan,
+           now: datetime) -> dict[str, Any]:
+    """Write the checked order: order, items, units reserved; paid at once for balance."""
+    bill = plan.bill
     expires_at = now + timedelta(minutes=get_settings().order_expiry_minutes)
     order = session.execute(
         text(
@@ -125,21 +164,24 @@ def _create(session: Session, effects: Effects, cmd: CreateOrder, now: datetime)
          "disc": bill.voucher_discount, "fee": bill.payment_fee, "total": bill.total,
          "m": cmd.payment_method, "exp": expires_at},
     ).one()
-    session.execute(text("UPDATE product_stocks SET order_id = :o WHERE id = ANY(:ids)"),
-                    {"o": order.id, "ids": units})
+    # One statement: the units point at the order, then the items at the units (the composite
+    # key from item to unit is checked at the end of the statement, after both).
     session.execute(
-        text("INSERT INTO order_items (order_id, product_id, stock_id, price_per_unit)"
-             " SELECT :o, :p, unnest(CAST(:ids AS uuid[])), :price"),
-        {"o": order.id, "p": cmd.product_id, "ids": units, "price": price},
+        text("WITH reserved AS (UPDATE product_stocks SET order_id = :o"
+             " WHERE id = ANY(CAST(:ids AS uuid[])) RETURNING id)"
+             " INSERT INTO order_items (order_id, product_id, stock_id, price_per_unit)"
+             " SELECT :o, :p, id, :price FROM reserved"),
+        {"o": order.id, "p": cmd.product_id, "ids": plan.units, "price": plan.price},
     )
-    if voucher is not None:
-        vouchers.attach_voucher(session, voucher.id, order.id)
+    if plan.voucher_id is not None:
+        vouchers.attach_voucher(session, plan.voucher_id, order.id)
 
     if cmd.payment_method == "account_balance" or bill.total == ZERO:
         if bill.total > ZERO:
             move_balance(session, cmd.user_id, -bill.total, "purchase", "order",
                          order.invoice_id, actor_id=cmd.user_id)
-        settle_paid(session, effects, order, now, amount_paid=bill.total)
+        settle_paid(session, effects, order, now, amount_paid=bill.total,
+                    has_voucher=plan.voucher_id is not None)
         status = "paid"
     else:
         effects.add(topics.START_QRIS, {"kind": "order", "id": order.id})
@@ -149,8 +191,9 @@ def _create(session: Session, effects: Effects, cmd: CreateOrder, now: datetime)
         status = "pending"
     return {
         "status": status, "order_id": order.id, "invoice_id": order.invoice_id,
-        "product_id": cmd.product_id, "product_name": product.name, "quantity": cmd.quantity,
-        "unit_price": as_text(price), "subtotal": as_text(bill.subtotal),
+        "product_id": cmd.product_id, "product_name": plan.product_name,
+        "quantity": cmd.quantity, "unit_price": as_text(plan.price),
+        "subtotal": as_text(bill.subtotal),
         "voucher_discount": as_text(bill.voucher_discount),
         "payment_fee": as_text(bill.payment_fee),
         "total_bill": as_text(bill.total), "payment_method": cmd.payment_method,
@@ -159,25 +202,23 @@ def _create(session: Session, effects: Effects, cmd: CreateOrder, now: datetime)
 
 
 def settle_paid(session: Session, effects: Effects, order: Row[Any], now: datetime,
-                amount_paid: Any) -> None:
+                amount_paid: Any, has_voucher: bool = True) -> None:
     """Mark a pending order paid: units sold, sales counted, voucher used, delivery queued.
 
     The caller holds the user and order locks; the order's units are reserved to it, so only
-    this transaction touches them.
+    this transaction touches them. `has_voucher=False` (known at creation) skips the voucher.
     """
-    session.execute(text("UPDATE product_stocks SET is_sold = true WHERE order_id = :o"),
-                    {"o": order.id})
     session.execute(
-        text("INSERT INTO sold_count_deltas (product_id, quantity, order_id)"
-             " SELECT product_id, count(*), :o FROM order_items WHERE order_id = :o"
-             " GROUP BY product_id"), {"o": order.id},
-    )
-    vouchers.use_order_voucher(session, order.id, order.user_id, now)
-    session.execute(
-        text("UPDATE orders SET status = 'paid', paid_at = :now, amount_paid = :paid,"
+        text("WITH sold AS (UPDATE product_stocks SET is_sold = true WHERE order_id = :o"
+             " RETURNING product_id),"
+             " counted AS (INSERT INTO sold_count_deltas (product_id, quantity, order_id)"
+             " SELECT product_id, count(*), :o FROM sold GROUP BY product_id)"
+             " UPDATE orders SET status = 'paid', paid_at = :now, amount_paid = :paid,"
              " payment_number = NULL WHERE id = :o"),
         {"now": now, "paid": amount_paid, "o": order.id},
     )
+    if has_voucher:
+        vouchers.use_order_voucher(session, order.id, order.user_id, now)
     effects.add(topics.DELIVER_ORDER, {"order_id": order.id})
     if order.payment_method == "qris":
         effects.add(topics.UPDATE_PAYMENT_QR, {"kind": "order", "id": order.id, "state": "paid"})
@@ -245,7 +286,7 @@ def expire_order(engine: Engine, order_id: int, status: str = "expired",
                            user_id=order.user_id)
         uow.commit()
         return Outcome({"status": status, "changed": True, "invoice_id": order.invoice_id},
-                       effects.ids)
+                       effects.messages)
 
 
 def cancel_own_order(engine: Engine, user_id: int, order_id: int | None = None) -> Outcome:

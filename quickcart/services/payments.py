@@ -119,7 +119,7 @@ def start_qris_payment(engine: Engine, gateway: PaymentGateway, kind: str, row_i
                 effects.add(topics.CANCEL_GATEWAY, {"invoice_id": row.invoice_id,
                                                     "amount": str(_payable(row))})
             uow.commit()
-            return Outcome({"outcome": "no_longer_pending"}, effects.ids)
+            return Outcome({"outcome": "no_longer_pending"}, effects.messages)
         payable = _payable(current)
         fee = Decimal(payment.fee)
         estimate = current.payment_fee
@@ -134,7 +134,7 @@ def start_qris_payment(engine: Engine, gateway: PaymentGateway, kind: str, row_i
                      row.invoice_id)
         effects.add(topics.SEND_PAYMENT_QR, {"kind": kind, "id": row_id})
         uow.commit()
-        return Outcome({"outcome": "qr_ready", "total": str(payable + fee)}, effects.ids)
+        return Outcome({"outcome": "qr_ready", "total": str(payable + fee)}, effects.messages)
 
 
 def _abandon(engine: Engine, kind: str, row: Row[Any], reason: str) -> Outcome:
@@ -147,7 +147,7 @@ def _abandon(engine: Engine, kind: str, row: Row[Any], reason: str) -> Outcome:
         effects = Effects(uow.session)
         effects.admins("admin.gateway_unavailable", invoice_id=row.invoice_id)
         uow.commit()
-    return Outcome({"outcome": reason, **outcome.result}, outcome.outbox_ids + effects.ids)
+    return Outcome({"outcome": reason, **outcome.result}, outcome.outbox + effects.messages)
 
 
 def confirm_payment(engine: Engine, gateway: PaymentGateway, invoice_id: str,
@@ -188,7 +188,8 @@ def confirm_payment(engine: Engine, gateway: PaymentGateway, invoice_id: str,
             outcome = _credit_late(session, effects, kind, current)
         _mark_event(session, event_id, outcome)
         uow.commit()
-        return Outcome({"outcome": outcome, "invoice_id": invoice_id, "kind": kind}, effects.ids)
+        return Outcome({"outcome": outcome, "invoice_id": invoice_id, "kind": kind},
+                       effects.messages)
 
 
 def _credit_late(session: Session, effects: Effects, kind: str, row: Row[Any]) -> str:
@@ -265,7 +266,7 @@ def create_deposit(engine: Engine, user_id: int, amount: Decimal | int | str,
                       "total_bill": str(value + fee), "expires_at": expires.isoformat()}
             idempotency.record(session, idempotency_key, result)
             uow.commit()
-            return Outcome(result, effects.ids)
+            return Outcome(result, effects.messages)
     except ShopError as refusal:
         return orders.reject(engine, user_id, idempotency_key, "create_deposit", refusal)
 
@@ -315,7 +316,7 @@ def expire_deposit(engine: Engine, deposit_id: int, status: str = "expired",
             f"deposit.{status}"
         effects.message(dep.user_id, key, invoice_id=dep.invoice_id)
         uow.commit()
-        return Outcome({"status": status, "changed": True}, effects.ids)
+        return Outcome({"status": status, "changed": True}, effects.messages)
 
 
 def due_deposits(engine: Engine, now: datetime | None = None, limit: int = 500) -> list[int]:

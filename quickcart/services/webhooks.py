@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from quickcart.adapters.pakasir import parse_webhook
+from quickcart.db.outbox import OutboxMessage
 from quickcart.db.uow import unit_of_work
 from quickcart.services import topics
 from quickcart.services.effects import Effects
@@ -31,7 +32,7 @@ class WebhookVerdict:
 
     status_code: int
     outcome: str
-    outbox_ids: list[int] = field(default_factory=list)
+    outbox: list[OutboxMessage] = field(default_factory=list)
 
 
 def _dedup_key(body: dict[str, Any]) -> str:
@@ -110,4 +111,4 @@ def receive_pakasir_webhook(engine: Engine, body: Any, expected_project: str,
         effects = Effects(uow.session)
         effects.add(topics.CONFIRM_PAYMENT, {"invoice_id": notice.order_id, "event_id": event_id})
         uow.commit()
-        return WebhookVerdict(200, "queued", effects.ids)
+        return WebhookVerdict(200, "queued", effects.messages)

@@ -7,21 +7,29 @@ from collections.abc import Iterator
 import pytest
 
 from quickcart.config import get_settings
+from quickcart.db.urls import service_urls
 from sandbox.telegram import TelegramSimulator
+from tests.conftest import TestUrls
 from tests.support import free_port
 from workers import runtime
 from workers.tasks.maintenance import HEALTH_KEY, health_monitor
 
 
 @pytest.fixture()
-def admin_chat(monkeypatch: pytest.MonkeyPatch) -> Iterator[TelegramSimulator]:
+def admin_chat(monkeypatch: pytest.MonkeyPatch,
+               test_urls: TestUrls) -> Iterator[TelegramSimulator]:
     sim = TelegramSimulator().start()
+    # this session's own databases: the machine's default database may not exist at all
+    monkeypatch.setenv("DATABASE_URL", test_urls.database_url)
+    monkeypatch.setenv("AUDIT_DATABASE_URL", test_urls.audit_database_url)
+    monkeypatch.setenv("REDIS_URL", test_urls.redis_url)
     sim.add_user("Admin", user_id=4242)
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", sim.token)
     monkeypatch.setenv("TELEGRAM_API_BASE_URL", sim.base_url)
     monkeypatch.setenv("ADMIN_IDS", "4242")
     monkeypatch.setenv("PAKASIR_BASE_URL", f"http://127.0.0.1:{free_port()}")  # nobody there
     get_settings.cache_clear()
+    service_urls.cache_clear()
     runtime._clients.clear()
     runtime.redis_client().delete(HEALTH_KEY)
     try:
@@ -31,6 +39,7 @@ def admin_chat(monkeypatch: pytest.MonkeyPatch) -> Iterator[TelegramSimulator]:
         sim.stop()
         monkeypatch.undo()
         get_settings.cache_clear()
+        service_urls.cache_clear()
         runtime._clients.clear()
 
 

@@ -108,7 +108,7 @@ def cancel_deposit(user_id: int, invoice_id: str,
         return {"status": "rejected", "error": "no_pending_order"}
     outcome = payments.expire_deposit(runtime.engine(), deposit_id, status="cancelled",
                                       reason="user")
-    publish_committed_unsafe(outcome.outbox_ids)
+    publish_committed_unsafe(outcome.outbox)
     return outcome.result
 
 

@@ -26,7 +26,7 @@ def expire(kind: str, id: int) -> dict[str, Any]:
         outcome = orders.expire_order(runtime.engine(), id)
     else:
         outcome = payments.expire_deposit(runtime.engine(), id)
-    publish_committed_unsafe(outcome.outbox_ids)
+    publish_committed_unsafe(outcome.outbox)
     if kind == "order" and outcome.result.get("changed"):
         from workers.tasks.orders import invalidate_order_caches
 

@@ -55,13 +55,20 @@ def notify_admins(key: str, params: dict[str, Any], outbox_id: int | None = None
 
 @app.task(base=QuickCartTask, bind=True, name="quickcart.deliver_order", queue="notify")
 def deliver_order(self: Any, order_id: int, resend: bool = False,
-                  requester_id: int | None = None, outbox_id: int | None = None) -> bool:
-    """Hand a paid order's content to its buyer (claimed, so duplicates send nothing)."""
+                  requester_id: int | None = None, outbox_id: int | None = None,
+                  sent: bool = False) -> bool:
+    """Hand a paid order's content to its buyer. The lease is owned by this task's id, which its
+    retries keep, so duplicates send nothing while a retry of this task may go on."""
     try:
         return notifications.deliver_order(runtime.engine(), runtime.messenger(), order_id,
-                                           resend, requester_id)
+                                           resend, requester_id, owner=self.request.id,
+                                           already_sent=sent)
     except TelegramRetryAfter as exc:
         raise _retry_later(self, exc) from exc
+    except notifications.SentNotRecorded as exc:
+        # The buyer has the content: the retry only records it (never a second send).
+        raise self.retry(kwargs={**self.request.kwargs, "sent": True}, exc=exc,
+                         countdown=1 + self.request.retries) from exc
 
 
 @app.task(base=QuickCartTask, bind=True, name="quickcart.send_payment_qr", queue="notify")

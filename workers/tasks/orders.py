@@ -20,7 +20,7 @@ def create_order(user_id: int, product_id: int, quantity: int, payment_method: s
         user_id=user_id, product_id=product_id, quantity=quantity,
         payment_method=payment_method, idempotency_key=idempotency_key,
         voucher_code=voucher_code))
-    publish_committed_unsafe(outcome.outbox_ids)
+    publish_committed_unsafe(outcome.outbox)
     # After the commit: the reservation moved the product's free units (and a balance
     # payment the paid count). Best effort: the caches' TTL bounds a lost invalidation.
     redis_store.invalidate_stock_counts(runtime.redis_client(), [product_id],
@@ -33,7 +33,7 @@ def cancel_order(user_id: int, order_id: int | None = None,
                  idempotency_key: str | None = None) -> dict[str, Any]:
     """Cancel the shopper's pending order; a settled order is left alone (idempotent by state)."""
     outcome = orders.cancel_own_order(runtime.engine(), user_id, order_id)
-    publish_committed_unsafe(outcome.outbox_ids)
+    publish_committed_unsafe(outcome.outbox)
     if outcome.result.get("changed"):
         invalidate_order_caches(order_id, outcome.result.get("invoice_id"))
     return outcome.result

@@ -21,7 +21,7 @@ def start_qris_payment(kind: str, id: int, outbox_id: int | None = None) -> dict
     outcome = payments.start_qris_payment(
         runtime.engine(), runtime.gateway(), kind, id,
         unavailable=(GatewayUnavailableError, GatewayRejectedError))
-    publish_committed_unsafe(outcome.outbox_ids)
+    publish_committed_unsafe(outcome.outbox)
     return outcome.result
 
 
@@ -30,7 +30,7 @@ def confirm_payment(invoice_id: str, event_id: int | None = None,
                     outbox_id: int | None = None) -> dict[str, Any]:
     """Re-check with the gateway, then settle under lock (idempotent by state and ledger)."""
     outcome = payments.confirm_payment(runtime.engine(), runtime.gateway(), invoice_id, event_id)
-    publish_committed_unsafe(outcome.outbox_ids)
+    publish_committed_unsafe(outcome.outbox)
     # After the commit: a settled order changes the welcome screen's paid count (best effort).
     redis_store.invalidate(runtime.redis_client(), redis_store.STATS_TRANSACTIONS_KEY)
     return outcome.result
@@ -51,7 +51,7 @@ def cancel_gateway_transaction(invoice_id: str, amount: str,
 def create_deposit(user_id: int, amount: str, idempotency_key: str) -> dict[str, Any]:
     """Open a QRIS top-up; idempotent on `idempotency_key`."""
     outcome = payments.create_deposit(runtime.engine(), user_id, amount, idempotency_key)
-    publish_committed_unsafe(outcome.outbox_ids)
+    publish_committed_unsafe(outcome.outbox)
     return outcome.result
 
 
@@ -68,7 +68,7 @@ def reconcile_payments() -> int:
                 unavailable=(GatewayUnavailableError, GatewayRejectedError))
         except GatewayUnavailableError:
             break
-        publish_committed_unsafe(started.outbox_ids)
+        publish_committed_unsafe(started.outbox)
     invoices = payments.pending_for_reconciliation(
         engine, older_than_seconds=get_settings().reconcile_after_seconds)
     for invoice_id in invoices:
@@ -76,5 +76,5 @@ def reconcile_payments() -> int:
             outcome = payments.reconcile(engine, gateway, invoice_id)
         except GatewayUnavailableError:
             break  # the gateway is down: the next run tries again
-        publish_committed_unsafe(outcome.outbox_ids)
+        publish_committed_unsafe(outcome.outbox)
     return len(invoices)

@@ -93,6 +93,7 @@ CREATE TABLE orders (
     delivered_at      TIMESTAMPTZ,
     delivery_count    INT           NOT NULL DEFAULT 0,
     delivery_claimed_until TIMESTAMPTZ,
+    delivery_claimed_by VARCHAR(64),
     qr_message_id     BIGINT,
     created_at        TIMESTAMPTZ   NOT NULL DEFAULT NOW(),
     updated_at        TIMESTAMPTZ   NOT NULL DEFAULT NOW(),

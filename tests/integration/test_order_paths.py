@@ -1,0 +1,175 @@
+"""The purchase and delivery paths against real PostgreSQL: what one transaction writes, what a
+refusal leaves behind, and who owns a delivery lease."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
+
+from quickcart.services import delivery, notifications, orders
+from tests.conftest import scalar
+from tests.integration.test_db_rules import make_product, make_stock, make_user
+
+BUYER = 7
+PRODUCT = 20
+PRICE = 10000
+
+
+@pytest.fixture()
+def shop(db: Engine) -> Engine:
+    """Buyer 7 with Rp25.000 (ledgered) and product 20 (Rp10.000) with 3 units."""
+    with db.begin() as conn:
+        make_user(conn, BUYER)
+        conn.execute(text("UPDATE users SET account_balance = 25000 WHERE id = :u"), {"u": BUYER})
+        conn.execute(text("INSERT INTO balance_ledger (user_id, amount, reason, reference_type,"
+                          " reference_id) VALUES (:u, 25000, 'deposit', 'test', 'seed')"),
+                     {"u": BUYER})
+        make_product(conn, PRODUCT, PRICE)
+        make_stock(conn, PRODUCT, 3)
+    return db
+
+
+def buy(engine: Engine, quantity: int = 1, key: str | None = None,
+        method: str = "account_balance") -> orders.Outcome:
+    return orders.create_order(engine, orders.CreateOrder(
+        user_id=BUYER, product_id=PRODUCT, quantity=quantity, payment_method=method,
+        idempotency_key=key or f"test:{uuid.uuid4().hex}"))
+
+
+def outbox_rows(engine: Engine) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(
+            "SELECT id, topic, queue, payload FROM outbox ORDER BY id")).all()]
+
+
+def test_balance_purchase_writes_everything_in_one_transaction(shop: Engine) -> None:
+    outcome = buy(shop, 2)
+    assert outcome.result["status"] == "paid"
+    order_id = outcome.result["order_id"]
+    assert scalar(shop, "SELECT status FROM orders WHERE id = :o", o=order_id) == "paid"
+    assert scalar(shop, "SELECT count(*) FROM product_stocks WHERE order_id = :o AND is_sold",
+                  o=order_id) == 2
+    assert scalar(shop, "SELECT count(*) FROM order_items WHERE order_id = :o", o=order_id) == 2
+    assert scalar(shop, "SELECT sum(quantity) FROM sold_count_deltas WHERE order_id = :o",
+                  o=order_id) == 2
+    assert scalar(shop, "SELECT account_balance FROM users WHERE id = :u", u=BUYER) == 5000
+    assert scalar(shop, "SELECT sum(amount) FROM balance_ledger WHERE user_id = :u",
+                  u=BUYER) == 5000
+    # the messages handed back for publishing are exactly the committed outbox rows
+    stored = outbox_rows(shop)
+    assert [(m.id, m.topic, m.queue, m.payload) for m in outcome.outbox] == stored
+    assert [m.topic for m in outcome.outbox] == ["quickcart.deliver_order",
+                                                 "quickcart.notify_admins"]
+    assert outcome.outbox[0].payload == {"order_id": order_id}
+    # the same intent again changes nothing and answers the same
+    again = buy(shop, 2, key=scalar(shop, "SELECT key FROM idempotency_keys"))  # type: ignore[arg-type]
+    assert again.result == outcome.result and again.outbox == []
+    assert scalar(shop, "SELECT count(*) FROM orders") == 1
+
+
+@pytest.mark.parametrize(("quantity", "balance", "code"), [
+    (4, 25000, "not_enough_stock"),
+    (2, 15000, "insufficient_balance"),
+])
+def test_refusal_records_its_answer_and_changes_nothing_else(
+        shop: Engine, quantity: int, balance: int, code: str) -> None:
+    if balance != 25000:
+        with shop.begin() as conn:
+            conn.execute(text("UPDATE users SET account_balance = :b WHERE id = :u"),
+                         {"b": balance, "u": BUYER})
+            conn.execute(text("INSERT INTO balance_ledger (user_id, amount, reason,"
+                              " reference_type, reference_id)"
+                              " VALUES (:u, :a, 'admin_debit', 'test', 'cut')"),
+                         {"u": BUYER, "a": balance - 25000})
+    key = f"test:{uuid.uuid4().hex}"
+    outcome = buy(shop, quantity, key=key)
+    assert outcome.result["error"] == code
+    assert scalar(shop, "SELECT count(*) FROM orders") == 0
+    assert scalar(shop, "SELECT count(*) FROM product_stocks WHERE order_id IS NOT NULL") == 0
+    assert scalar(shop, "SELECT account_balance FROM users WHERE id = :u", u=BUYER) == balance
+    assert scalar(shop, "SELECT result->>'error' FROM idempotency_keys WHERE key = :k",
+                  k=key) == code
+    [message] = outcome.outbox
+    assert message.topic == "quickcart.send_message"
+    assert message.payload["key"] == f"error.{code}"
+    assert buy(shop, quantity, key=key).result == outcome.result
+    assert len(outbox_rows(shop)) == 1
+
+
+def test_second_pending_order_is_answered_with_the_first(shop: Engine) -> None:
+    first = buy(shop, 1, method="qris")
+    assert first.result["status"] == "pending"
+    second = buy(shop, 1, method="qris")
+    assert second.result["error"] == "pending_order_exists"
+    assert second.result["params"]["invoice_id"] == first.result["invoice_id"]
+
+
+class Chat:
+    """A messenger that records sends and can be told to fail the next one."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.fail_next = False
+
+    def send_message(self, chat_id: int, text: str,
+                     reply_markup: dict[str, Any] | None = None) -> int:
+        if self.fail_next:
+            self.fail_next = False
+            raise ConnectionError("telegram unreachable")
+        self.sent.append(text)
+        return len(self.sent)
+
+    def send_photo(self, chat_id: int, png: bytes, caption: str,
+                   reply_markup: dict[str, Any] | None = None) -> int:
+        raise AssertionError("no photo expected")
+
+    def send_document(self, chat_id: int, filename: str, data: bytes, caption: str) -> int:
+        raise AssertionError("no document expected")
+
+
+def test_delivery_lease_belongs_to_its_task(shop: Engine) -> None:
+    order_id = buy(shop).result["order_id"]
+    assert delivery.claim_delivery(shop, order_id, owner="task-a") is not None
+    assert delivery.claim_delivery(shop, order_id, owner="task-b") is None  # a duplicate
+    assert delivery.claim_delivery(shop, order_id, owner="task-a") is not None  # a retry
+    assert not delivery.complete_delivery(shop, order_id, owner="task-b")
+    assert delivery.complete_delivery(shop, order_id, owner="task-a")
+    assert scalar(shop, "SELECT delivery_count FROM orders WHERE id = :o", o=order_id) == 1
+
+
+def test_failed_send_is_retried_at_once_by_the_same_task(shop: Engine) -> None:
+    order_id = buy(shop).result["order_id"]
+    chat = Chat()
+    chat.fail_next = True
+    with pytest.raises(ConnectionError):
+        notifications.deliver_order(shop, chat, order_id, owner="task-a")
+    assert notifications.deliver_order(shop, chat, order_id, owner="task-a")
+    assert len(chat.sent) == 1
+    assert scalar(shop, "SELECT delivered_at IS NOT NULL FROM orders WHERE id = :o",
+                  o=order_id) is True
+
+
+def test_a_send_whose_record_failed_is_never_sent_again(
+        shop: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    order_id = buy(shop).result["order_id"]
+    chat = Chat()
+    real = delivery.complete_delivery
+
+    def blip(*_: Any, **__: Any) -> bool:
+        raise OperationalError("UPDATE orders", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(delivery, "complete_delivery", blip)
+    with pytest.raises(notifications.SentNotRecorded):
+        notifications.deliver_order(shop, chat, order_id, owner="task-a")
+    monkeypatch.setattr(delivery, "complete_delivery", real)
+    # the retry (same task id, sent=True) records without sending; a duplicate task sends nothing
+    assert notifications.deliver_order(shop, chat, order_id, owner="task-a", already_sent=True)
+    assert not notifications.deliver_order(shop, chat, order_id, owner="task-b")
+    assert len(chat.sent) == 1
+    assert scalar(shop, "SELECT delivery_count FROM orders WHERE id = :o", o=order_id) == 1
+    assert scalar(shop, "SELECT delivery_claimed_by FROM orders WHERE id = :o",
+                  o=order_id) is None
