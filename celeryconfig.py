@@ -54,6 +54,8 @@ beat_schedule = {
     "purge-outbox": {"task": "quickcart.purge_outbox", "schedule": 3600.0},
     "reconcile-payments": {"task": "quickcart.reconcile_payments", "schedule": 30.0},
     "health-monitor": {"task": "quickcart.health_monitor", "schedule": 60.0},
+    "admin-sales-digest": {"task": "quickcart.admin_sales_digest",
+                           "schedule": float(get_settings().admin_digest_seconds)},
 }
 # Each periodic task goes to its own queue (the decorators name it), never to a payment worker.
 task_routes = {

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     store_name: str = "QuickCart"
     default_language: str = "id"
     order_expiry_minutes: int = 10
+    # Admins get one sales summary per this many seconds (orders paid, created, expired).
+    admin_digest_seconds: int = 60
     voucher_cooldown_minutes: int = 5
 
     data_dir: Path = Path(".quickcart")

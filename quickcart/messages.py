@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 LANGUAGES = ("id", "en")
 MONEY_PARAMS = frozenset({
     "amount", "total", "balance", "needed", "min", "max", "subtotal", "voucher_discount",
-    "payment_fee", "total_bill", "unit_price", "price", "revenue",
+    "payment_fee", "total_bill", "unit_price", "price", "revenue", "paid_total",
 })
 
 MESSAGES: dict[str, dict[str, str]] = {
@@ -78,9 +78,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "button.check_status": "Cek status",
         "button.cancel": "Batalkan",
         # --- admins
-        "admin.order_created": "🆕 Pesanan {invoice_id} dari {user_id}: {total}",
-        "admin.order_paid": "💰 {invoice_id} dibayar ({method}) oleh {user_id}: {total}",
-        "admin.order_expired": "⌛ {invoice_id} dari {user_id} kedaluwarsa",
+        "admin.sales_digest": "📊 Penjualan {start}–{end}\n💰 Dibayar: {paid} pesanan, {paid_total}"
+                              "\n🆕 Pesanan QRIS baru: {created}\n⌛ Kedaluwarsa: {expired}"
+                              "\nTerakhir dibayar: {latest}",
         "admin.late_payment": "⚠️ Pembayaran terlambat {invoice_id} dari {user_id}: {amount}"
                               " dikreditkan ke saldo",
         "admin.deposit_paid": "💳 Deposit {invoice_id} dari {user_id}: {amount}",
@@ -320,9 +320,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "deposit.cancelled": "Deposit {invoice_id} was cancelled.",
         "button.check_status": "Check status",
         "button.cancel": "Cancel",
-        "admin.order_created": "🆕 Order {invoice_id} from {user_id}: {total}",
-        "admin.order_paid": "💰 {invoice_id} paid ({method}) by {user_id}: {total}",
-        "admin.order_expired": "⌛ {invoice_id} from {user_id} expired",
+        "admin.sales_digest": "📊 Sales {start}–{end}\n💰 Paid: {paid} orders, {paid_total}"
+                              "\n🆕 New QRIS orders: {created}\n⌛ Expired: {expired}"
+                              "\nLatest paid: {latest}",
         "admin.late_payment": "⚠️ Late payment {invoice_id} from {user_id}: {amount} credited"
                               " to balance",
         "admin.deposit_paid": "💳 Deposit {invoice_id} from {user_id}: {amount}",

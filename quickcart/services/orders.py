@@ -186,8 +186,6 @@ def _apply(session: Session, effects: Effects, cmd: CreateOrder, plan: _Plan,
     else:
         effects.add(topics.START_QRIS, {"kind": "order", "id": order.id})
         effects.schedule_expiry("order", order.id, expires_at)
-        effects.admins("admin.order_created", invoice_id=order.invoice_id,
-                       user_id=cmd.user_id, total=str(bill.total))
         status = "pending"
     return {
         "status": status, "order_id": order.id, "invoice_id": order.invoice_id,
@@ -222,8 +220,7 @@ def settle_paid(session: Session, effects: Effects, order: Row[Any], now: dateti
     effects.add(topics.DELIVER_ORDER, {"order_id": order.id})
     if order.payment_method == "qris":
         effects.add(topics.UPDATE_PAYMENT_QR, {"kind": "order", "id": order.id, "state": "paid"})
-    effects.admins("admin.order_paid", invoice_id=order.invoice_id, user_id=order.user_id,
-                   total=str(order.total_bill), method=order.payment_method)
+    # Admins hear of sales in the periodic digest (quickcart.services.digest), not per order.
 
 
 def release_order(session: Session, effects: Effects, order: Row[Any], status: str) -> None:
@@ -281,9 +278,6 @@ def expire_order(engine: Engine, order_id: int, status: str = "expired",
         if reason == "gateway_unavailable":
             key = "error.payments_unavailable"
         effects.message(order.user_id, key, invoice_id=order.invoice_id)
-        if status == "expired":
-            effects.admins("admin.order_expired", invoice_id=order.invoice_id,
-                           user_id=order.user_id)
         uow.commit()
         return Outcome({"status": status, "changed": True, "invoice_id": order.invoice_id},
                        effects.messages)

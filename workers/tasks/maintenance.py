@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy import text
 
+from quickcart.adapters import redis_store
 from quickcart.config import get_settings
 from quickcart.db import outbox
 from quickcart.messages import render
-from quickcart.services import delivery, orders
+from quickcart.services import delivery, digest, notifications, orders
 from workers import runtime
 from workers.app import app
 from workers.base import QuickCartTask
@@ -46,6 +48,39 @@ def purge_outbox() -> int:
 
 
 HEALTH_KEY = "health:last"
+DIGEST_KEY = "digest:sales:until"
+# Orders are counted a little after the fact, so a transaction that set paid_at just before
+# a window closed has committed by the time the window is read.
+DIGEST_LAG_SECONDS = 10
+
+
+@app.task(base=QuickCartTask, name="quickcart.admin_sales_digest", queue="default")
+def admin_sales_digest() -> dict[str, int]:
+    """Tell admins what sold since the last digest, one message each (beat, every
+    ADMIN_DIGEST_SECONDS). The window end lives in Redis and one run at a time moves it, so
+    windows never overlap; each admin's copy is sent at most once per window."""
+    r = runtime.redis_client()
+    if not redis_store.once(r, f"{DIGEST_KEY}:running", 120):
+        return {"sent": 0}
+    try:
+        until = datetime.now(UTC) - timedelta(seconds=DIGEST_LAG_SECONDS)
+        last = r.get(DIGEST_KEY)
+        r.set(DIGEST_KEY, str(until.timestamp()))
+        if last is None:
+            return {"sent": 0}  # the first window starts now, not at the beginning of time
+        since = datetime.fromtimestamp(float(last), UTC)
+        sales = digest.sales_between(runtime.engine(), since, until)
+        if sales.empty:
+            return {"sent": 0}
+        params = sales.params(notifications.format_time)
+        chats = notifications.admin_chat_ids(runtime.engine())
+        for chat_id in chats:
+            app.send_task("quickcart.send_message", queue="notify", kwargs={
+                "chat_id": chat_id, "key": "admin.sales_digest", "params": params,
+                "once_key": f"digest:{int(until.timestamp())}:{chat_id}"})
+        return {"sent": len(chats), "paid": sales.paid}
+    finally:
+        r.delete(f"{DIGEST_KEY}:running")
 
 
 @app.task(base=QuickCartTask, name="quickcart.health_monitor", queue="default")

@@ -117,6 +117,9 @@ CREATE INDEX idx_orders_created_at ON orders (created_at DESC);
 -- CR-002 without the race of the seed's COUNT query: the index itself refuses a second pending.
 CREATE UNIQUE INDEX uq_orders_one_pending_per_user ON orders (user_id) WHERE status = 'pending';
 CREATE INDEX idx_orders_pending_expires_at ON orders (expires_at) WHERE status = 'pending';
+-- the admins' sales digest reads windows of paid and expired orders
+CREATE INDEX idx_orders_paid_at ON orders (paid_at) WHERE paid_at IS NOT NULL;
+CREATE INDEX idx_orders_expired_expires_at ON orders (expires_at) WHERE status = 'expired';
 
 -- ---------------------------------------------------------------- product_stocks
 CREATE TABLE product_stocks (
