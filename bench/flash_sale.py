@@ -46,7 +46,8 @@ def run(size: int, as_json: bool) -> Report:
             rows = conn.execute(text(
                 "SELECT k.key, k.result->>'status' AS status, k.result->>'error' AS error,"
                 " extract(epoch FROM k.created_at) AS recorded,"
-                " extract(epoch FROM o.delivered_at) AS delivered"
+                " extract(epoch FROM o.delivered_at) AS delivered,"
+                " extract(epoch FROM o.paid_at) AS paid_at"
                 " FROM idempotency_keys k LEFT JOIN orders o"
                 " ON o.id = (k.result->>'order_id')::int"
                 " WHERE k.key LIKE 'bench:flash:%'")).all()
@@ -56,6 +57,9 @@ def run(size: int, as_json: bool) -> Report:
         paid = [r for r in rows if r.status == "paid"]
         sold_out = [r for r in rows if r.error == "out_of_stock"]
         deliveries = [float(r.delivered) - sent[r.key] for r in paid if r.delivered]
+        to_paid = [float(r.paid_at) - sent[r.key] for r in paid if r.paid_at]
+        paid_to_delivered = [float(r.delivered) - float(r.paid_at) for r in paid
+                             if r.delivered and r.paid_at]
         refusals = [float(r.recorded) - sent[r.key] for r in sold_out]
         delivered_keys = sum(
             1 for call in stack.telegram.calls(method="sendMessage")
@@ -72,6 +76,10 @@ def run(size: int, as_json: bool) -> Report:
         report.add("deliveries_seen_by_telegram", delivered_keys, "keys the simulator received")
         report.add("delivery_p50_s", percentile(deliveries, 50), "intent -> delivered_at p50", "s")
         report.add("delivery_p99_s", percentile(deliveries, 99), "intent -> delivered_at p99", "s")
+        report.add("paid_p99_s", percentile(to_paid, 99),
+                   "  of which intent -> paid (orders worker) p99", "s")
+        report.add("paid_to_delivered_p99_s", percentile(paid_to_delivered, 99),
+                   "  of which paid -> delivered (notify worker) p99", "s")
         report.add("sold_out_answer_p50_s", percentile(refusals, 50),
                    "intent -> 'sold out' recorded p50", "s")
         report.add("sold_out_answer_p99_s", percentile(refusals, 99),

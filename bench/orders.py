@@ -124,14 +124,14 @@ def drive(stack: Stack, users: list[int], product_id: int, *, concurrency: int, 
 
 def start_shop(stack: Stack, concurrency: int = 8, dedicated_audit: bool = False) -> None:
     """Workers as a small deployment would run them: one for orders/payments, one for the rest
-    (notify, audit, expiry, housekeeping), and beat; optionally the audit queue on its own
-    single-process worker."""
+    (notify, audit, expiry, housekeeping; 4 processes like docker-compose's worker-notify), and
+    beat; optionally the audit queue on its own single-process worker."""
     stack.start_worker("orders", ORDERS_QUEUES, concurrency)
     if dedicated_audit:
         stack.start_worker("side", SIDE_QUEUES.replace(",audit", ""), 2)
         stack.start_worker("audit", "audit", 1)
     else:
-        stack.start_worker("side", SIDE_QUEUES, 2)
+        stack.start_worker("side", SIDE_QUEUES, 4)
     stack.start_beat()
 
 

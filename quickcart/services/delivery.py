@@ -33,6 +33,7 @@ class DeliveryPayload:
     product_names: list[str]
     contents: list[str]
     resend: bool
+    language: str | None = None
 
     @property
     def as_document(self) -> bool:
@@ -74,15 +75,17 @@ def claim_delivery(engine: Engine, order_id: int, resend: bool = False,
             {"until": now + timedelta(seconds=CLAIM_SECONDS), "by": owner, "o": order_id},
         )
         rows = session.execute(
-            text("SELECT p.name, s.content FROM order_items i"
+            text("SELECT p.name, s.content, u.language FROM order_items i"
                  " JOIN product_stocks s ON s.id = i.stock_id"
                  " JOIN products p ON p.id = i.product_id"
-                 " WHERE i.order_id = :o ORDER BY i.id"), {"o": order_id},
+                 " JOIN users u ON u.id = :u"
+                 " WHERE i.order_id = :o ORDER BY i.id"), {"o": order_id, "u": order.user_id},
         ).all()
         uow.commit()
     names = sorted({r.name for r in rows})
     return DeliveryPayload(order_id, order.user_id, order.invoice_id, names,
-                           [r.content for r in rows], resend)
+                           [r.content for r in rows], resend,
+                           rows[0].language if rows else None)
 
 
 def complete_delivery(engine: Engine, order_id: int, owner: str | None = None) -> bool:

@@ -132,7 +132,7 @@ def deliver_order(engine: Engine, messenger: Messenger, order_id: int, resend: b
     payload = delivery.claim_delivery(engine, order_id, resend, requester_id, owner)
     if payload is None:
         return False
-    lang = language_of(engine, payload.chat_id)
+    lang = payload.language or language_of(engine, payload.chat_id)
     names = ", ".join(payload.product_names)
     try:
         if payload.as_document:
