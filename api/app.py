@@ -11,10 +11,11 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 
 from api.metrics import ShopCollector, registry, webhooks_total
 from quickcart.config import get_settings
-from quickcart.services.webhooks import receive_pakasir_webhook
+from quickcart.services.webhooks import WebhookVerdict, receive_pakasir_webhook
 from workers import runtime
 from workers.publish import publish_committed_unsafe
 
@@ -63,10 +64,9 @@ def create_app() -> FastAPI:
         except ValueError:
             body = None
         client = request.client.host if request.client else None
-        verdict = receive_pakasir_webhook(runtime.engine(), body,
-                                          settings.pakasir_project or "", client)
-        webhooks_total.labels(verdict.outcome).inc()
-        publish_committed_unsafe(verdict.outbox)
+        # The database and broker calls block: run them off the event loop, so one slow
+        # notification never holds up the others.
+        verdict = await run_in_threadpool(_receive, body, settings.pakasir_project or "", client)
         return JSONResponse({"status": ANSWERS.get(verdict.outcome, verdict.outcome)},
                             status_code=verdict.status_code)
 
@@ -90,6 +90,14 @@ def create_app() -> FastAPI:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _receive(body: Any, project: str, client: str | None) -> WebhookVerdict:
+    """Store and check one notification, then publish its committed confirmation task."""
+    verdict = receive_pakasir_webhook(runtime.engine(), body, project, client)
+    webhooks_total.labels(verdict.outcome).inc()
+    publish_committed_unsafe(verdict.outbox)
+    return verdict
 
 
 _collector: list[ShopCollector] = []
