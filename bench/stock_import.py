@@ -2,29 +2,67 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
 import time
+from dataclasses import astuple, dataclass
+
+import psutil
 
 from bench.common import Report
 from bench.harness import Proc, Stack, wait_until
 from bench.import_probe import empty, raw_copy, write_keys
 
 
+@dataclass
+class Memory:
+    """One sample of a worker tree: RSS of the tree, of its main process and of its largest
+    pool child (the process that runs the import), and the tree's PSS (shared pages split
+    between the processes sharing them, so a page the fork shares counts once)."""
+
+    tree_rss: int = 0
+    main_rss: int = 0
+    child_rss: int = 0
+    tree_pss: int = 0
+
+    @classmethod
+    def of(cls, proc: Proc) -> Memory:
+        try:
+            root = psutil.Process(proc.pid)
+            children = root.children(recursive=True)
+        except psutil.Error:
+            return cls()
+        sample = cls()
+        for each in [root, *children]:
+            with contextlib.suppress(psutil.Error):
+                info = each.memory_full_info()
+                sample.tree_rss += info.rss
+                sample.tree_pss += info.pss
+                if each is root:
+                    sample.main_rss = info.rss
+                else:
+                    sample.child_rss = max(sample.child_rss, info.rss)
+        return sample
+
+    def peak(self, other: Memory) -> Memory:
+        return Memory(*(max(a, b) for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+
 class PeakRss:
-    """Samples a process tree's RSS every `interval` seconds in a thread; keeps the peak."""
+    """Samples a process tree's memory every `interval` seconds in a thread; keeps each peak."""
 
     def __init__(self, proc: Proc, interval: float = 0.05) -> None:
         self.proc = proc
         self.interval = interval
-        self.peak = 0
+        self.peak = Memory()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.tree_rss())
+            self.peak = self.peak.peak(Memory.of(self.proc))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> PeakRss:
@@ -50,7 +88,7 @@ def run(size: int, as_json: bool) -> Report:
             stack.log(f"{size:,} keys, {os.path.getsize(path) / 1e6:.1f} MB")
             worker = stack.start_worker("bulk", "bulk", 1)
             time.sleep(1)
-            idle_rss = worker.tree_rss()
+            idle = Memory.of(worker)
 
             empty(stack.main)
             t_copy1 = raw_copy(stack.main, path, 1)
@@ -87,10 +125,23 @@ def run(size: int, as_json: bool) -> Report:
         ratio = (added / t_import) / (size / best)
         report.add("ratio_import_vs_copy", ratio, "import / COPY", "x")
         report.check("target_ratio", ratio >= 0.7, "target: import >= 0.7 x COPY")
-        report.add("worker_idle_rss_mb", idle_rss / 2**20, "bulk worker tree RSS idle", "MB")
-        report.add("worker_peak_rss_mb", sampler.peak / 2**20,
+        mb = 2**20
+        peak = sampler.peak
+        report.add("worker_idle_rss_mb", idle.tree_rss / mb, "bulk worker tree RSS idle", "MB")
+        report.add("worker_peak_rss_mb", peak.tree_rss / mb,
                    "bulk worker tree RSS peak (psutil, 50 ms)", "MB")
-        report.check("target_rss", sampler.peak <= 200 * 2**20, "target: peak RSS <= 200 MB")
+        report.add("worker_idle_pss_mb", idle.tree_pss / mb, "bulk worker tree PSS idle", "MB")
+        report.add("worker_peak_pss_mb", peak.tree_pss / mb, "bulk worker tree PSS peak", "MB")
+        report.add("worker_main_peak_rss_mb", peak.main_rss / mb,
+                   "  main process RSS peak", "MB")
+        report.add("worker_child_idle_rss_mb", idle.child_rss / mb,
+                   "  pool child (runs the import) RSS idle", "MB")
+        report.add("worker_child_peak_rss_mb", peak.child_rss / mb,
+                   "  pool child (runs the import) RSS peak", "MB")
+        # The budget is checked on the tree's RSS (main process + pool child, pages the fork
+        # shares counted in both): the strictest of the figures above.
+        report.check("target_rss", peak.tree_rss <= 200 * mb,
+                     "target: tree peak RSS <= 200 MB")
     finally:
         os.unlink(path)
     return report

@@ -9,15 +9,26 @@ Decisions (docs/decisions.md, "Stock import"):
   within the file. A content equal to a SOLD unit is imported again: a re-stocked key is a new
   unit to sell.
 - Deduplication is set-based and done once, so no migration (no index on content) is needed:
-  every item is COPYed with its line number into a temp table; one statement keeps the first
-  occurrence of each distinct content that is not already an unsold unit of the product (a hash
-  aggregate and a hash anti-join against the product's unsold rows), and the survivors are
-  inserted in line ranges matching the input batches (progress after each). A per-batch probe of
-  a growing temp index of hashes was measured slower (temp buffers thrash past ~200k keys).
+  every item is COPYed with its line number into a temp table (one streamed COPY for the whole
+  file); one statement keeps the first occurrence of each distinct content that is not already
+  an unsold unit of the product (a hash aggregate and a hash anti-join against the product's
+  unsold rows), and the survivors are inserted in line ranges matching the input batches
+  (progress after each). A per-batch probe of a growing temp index of hashes was measured slower
+  (temp buffers thrash past ~200k keys).
+- Imported units get time-ordered ids (UUID version 7 layout: the import's start in ms, the line
+  number as a counter, 42 random bits) instead of the column default's random v4 ids: random
+  keys make every insert into the primary key and `uq_product_stocks_assignment` land on a
+  random leaf page, the largest avoidable cost of a million-row import. Ordered ids append to
+  the right edge of both indexes (with the streamed COPY below, 1M keys through the bulk task
+  went from 20.4 s to 15.9 s, ~1.1x the rows/s of a raw COPY with default ids; the database
+  backend's CPU time fell from ~20 s to ~15.5 s). Ids stay unique UUIDs; a clash with another
+  import (same ms, same counter, same 42 random bits) would be a primary-key error that rolls
+  the import back, never a silent merge.
 - Imports of one product are serialised by a transaction-level advisory lock, so two uploads
   running at once cannot both add the same key.
-- The file is streamed: physical lines are read with a length bound, so neither a huge file nor
-  a huge line is ever held in memory.
+- The file is streamed: physical lines are read with a length bound, and rows go to COPY in
+  chunks of ~64 KB while they are read, so neither a huge file nor a huge line is ever held in
+  memory (the worker's memory does not grow with the file).
 """
 
 from __future__ import annotations
@@ -25,8 +36,10 @@ from __future__ import annotations
 import csv
 import io
 import os
+import secrets
+import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import IO, Any, BinaryIO
 
 from sqlalchemy import Engine, text
@@ -44,6 +57,8 @@ MAX_PHYSICAL_LINE = 65536
 MAX_UPLOAD_ID = 180
 IMPORT_SCOPE = "stock_import"
 _COUNT_CHUNK = 1 << 20
+#: Characters of COPY data handed to the driver per read (rows are never split across reads).
+_COPY_CHUNK = 1 << 16
 
 Progress = Callable[[int, int], None]
 
@@ -60,13 +75,33 @@ class ImportResult:
 
 
 @dataclass
-class _Batch:
-    """One COPY payload: `items` escaped contents, plus the reader's position when it was cut."""
+class _Tally:
+    """What the row generators saw: items and blanks, and each input batch's last line.
 
-    payload: list[str]
-    items: int
-    blanks: int
-    lines_done: int
+    A batch is `batch_size` items and blanks; its bound is the reader's line number when it was
+    cut (a physical line; for a CSV, the line its last record ended on).
+    """
+
+    batch_size: int
+    items: int = 0
+    blanks: int = 0
+    pending: int = 0
+    bounds: list[int] = field(default_factory=list)
+
+    def count(self, blank: bool, line: int) -> None:
+        if blank:
+            self.blanks += 1
+        else:
+            self.items += 1
+        self.pending += 1
+        if self.pending >= self.batch_size:
+            self.bounds.append(line)
+            self.pending = 0
+
+    def finish(self, line: int) -> None:
+        if self.pending:
+            self.bounds.append(line)
+            self.pending = 0
 
 
 def import_stock(
@@ -110,9 +145,12 @@ def import_items(
     product's imports like import_stock; idempotency is the caller's (dedupe makes retries add
     nothing new while the units are unsold).
     """
+    if batch_size < 1:
+        raise ValueError("batch_size must be positive")
     _require_product(session, product_id)
     lock_product_imports(session, product_id)
-    return _load(session, product_id, _item_batches(items, batch_size), None, 0)
+    tally = _Tally(batch_size)
+    return _load(session, product_id, _item_rows(items, tally), tally, None, 0)
 
 
 # ------------------------------------------------------------------ locking
@@ -147,8 +185,9 @@ def _import_binary(
         _require_product(session, product_id)
         lock_product_imports(session, product_id)
         reader = io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")
+        tally = _Tally(batch_size)
         try:
-            result = _load(session, product_id, _file_batches(reader, batch_size), progress,
+            result = _load(session, product_id, _file_rows(reader, tally), tally, progress,
                            total)
         finally:
             reader.detach()  # the caller's stream stays open
@@ -243,81 +282,60 @@ def _csv_content_column(first_line: str) -> int | None:
     return None
 
 
-def _file_batches(reader: io.TextIOWrapper, batch_size: int) -> Iterator[_Batch]:
-    """Batches of a plain key list or of a CSV's content column, streamed."""
+def _file_rows(reader: io.TextIOWrapper, tally: _Tally) -> Iterator[str]:
+    """COPY rows of a plain key list or of a CSV's content column, streamed."""
     lines = _bounded_lines(reader)
     first = next(lines, None)
     if first is None:
         return
     column = _csv_content_column(first)
     if column is None:
-        yield from _plain_batches(first, lines, batch_size)
+        yield from _plain_rows(first, lines, tally)
     else:
-        yield from _csv_batches(lines, column, batch_size)
+        yield from _csv_rows(lines, column, tally)
 
 
-def _plain_batches(first: str, rest: Iterator[str], batch_size: int) -> Iterator[_Batch]:
+def _plain_rows(first: str, rest: Iterator[str], tally: _Tally) -> Iterator[str]:
     """Every physical line is one item; none can hold a newline, so only \\ and tab escape."""
-    payload: list[str] = []
-    blanks = 0
     number = 0
     for raw in _prepend(first, rest):
         number += 1
         value = _clean(raw, number)
-        if not value:
-            blanks += 1
-            continue
-        if "\\" in value or "\t" in value:
-            value = value.replace("\\", "\\\\").replace("\t", "\\t")
-        payload.append(f"{number}\t{value}")
-        if len(payload) + blanks >= batch_size:
-            yield _Batch(payload, len(payload), blanks, number)
-            payload, blanks = [], 0
-    if payload or blanks:
-        yield _Batch(payload, len(payload), blanks, number)
+        if value:
+            if "\\" in value or "\t" in value:
+                value = value.replace("\\", "\\\\").replace("\t", "\\t")
+            yield f"{number}\t{value}\n"
+        tally.count(not value, number)
+    tally.finish(number)
 
 
-def _csv_batches(lines: Iterator[str], column: int, batch_size: int) -> Iterator[_Batch]:
+def _csv_rows(lines: Iterator[str], column: int, tally: _Tally) -> Iterator[str]:
     """Records after the header; the content column of each (quoted newlines allowed)."""
-    payload: list[str] = []
-    blanks = 0
     reader = csv.reader(lines)
     try:
         for row in reader:
             line = reader.line_num + 1  # the header was read before this reader
             raw = row[column] if column < len(row) else ""
             value = _clean(raw, line)
-            if not value:
-                blanks += 1
-            else:
-                payload.append(f"{line}\t{_copy_escape(value)}")
-            if len(payload) + blanks >= batch_size:
-                yield _Batch(payload, len(payload), blanks, reader.line_num + 1)
-                payload, blanks = [], 0
+            if value:
+                yield f"{line}\t{_copy_escape(value)}\n"
+            tally.count(not value, line)
     except csv.Error as exc:
         raise ShopError("stock_csv_invalid", line=reader.line_num + 1) from exc
-    if payload or blanks:
-        yield _Batch(payload, len(payload), blanks, reader.line_num + 1)
+    tally.finish(reader.line_num + 1)
 
 
-def _item_batches(items: Iterable[str], batch_size: int) -> Iterator[_Batch]:
-    """Batches of in-memory items; an item holding several lines counts as several items."""
-    payload: list[str] = []
-    blanks = 0
+def _item_rows(items: Iterable[str], tally: _Tally) -> Iterator[str]:
+    """COPY rows of in-memory items; an item holding several lines counts as several items."""
     number = 0
     for item in items:
         for raw in item.splitlines() or [""]:
             number += 1
             value = _clean(raw, number)
-            if not value:
-                blanks += 1
-            else:
-                payload.append(f"{number}\t{_copy_escape(value)}")
-            if len(payload) + blanks >= batch_size:
-                yield _Batch(payload, len(payload), blanks, number)
-                payload, blanks = [], 0
-    if payload or blanks:
-        yield _Batch(payload, len(payload), blanks, number)
+            if value:
+                yield f"{number}\t{_copy_escape(value)}\n"
+            tally.count(not value, number)
+    tally.finish(number)
 
 
 def _prepend(first: str, rest: Iterator[str]) -> Iterator[str]:
@@ -332,7 +350,8 @@ CREATE TEMP TABLE qc_import_lines (n bigint NOT NULL, content text NOT NULL) ON 
 """
 
 # The first occurrence of each distinct content of the file that is not already an UNSOLD unit
-# of the product: one hash aggregate and one hash anti-join, whatever the sizes.
+# of the product: one hash aggregate and one hash anti-join, whatever the sizes. Stored in line
+# order, so each range insert below reads its rows sequentially (temp buffers are small).
 _FRESH = """
 CREATE TEMP TABLE qc_import_fresh ON COMMIT DROP AS
 SELECT f.n, f.content
@@ -341,17 +360,74 @@ WHERE NOT EXISTS (
     SELECT 1 FROM product_stocks AS s
     WHERE s.product_id = :p AND NOT s.is_sold AND s.content = f.content
 )
+ORDER BY f.n
 """
 
+# Ids of imported units: UUID version 7 layout, ordered by line number within the import, so the
+# primary key and uq_product_stocks_assignment grow at their right edge (module docstring).
+# High 64 bits: the import's start (ms) << 16 | version 7 | line counter bits 31..20.
+# Low 64 bits: variant 0b10 | line counter bits 19..0 | 42 random bits (random() of the
+# backend XOR a per-import salt from `secrets`, so even a backend whose random() was seeded
+# alike draws different bits).
 _INSERT_RANGE = """
-INSERT INTO product_stocks (product_id, content)
-SELECT :p, content FROM qc_import_fresh WHERE n > :lo AND n <= :hi
+INSERT INTO product_stocks (id, product_id, content)
+SELECT encode(int8send(CAST(:id_high AS bigint) + ((n >> 20) & 4095))
+              || int8send(CAST(:id_low AS bigint) + ((n & 1048575) << 42)
+                          + (CAST(floor(random() * 4398046511104) AS bigint)
+                             # CAST(:salt AS bigint))), 'hex')::uuid,
+       :p, content
+FROM qc_import_fresh WHERE n > :lo AND n <= :hi
+ORDER BY n
 """
+_UUID7_VERSION = 0x7000
+_UUID_VARIANT = -(1 << 63)  # bits 10 at the top of the low half, as a signed bigint
+_RANDOM_BITS = 42
+
+
+class _CopySource:
+    """A file for psycopg2's copy_expert: joins rows into ~64 KB chunks as the driver reads.
+
+    The rows are produced while COPY runs (the server parses one chunk while the next is read),
+    and only one chunk is ever held. An exception raised while reading (a refused line) reaches
+    the driver as a bare "error in .read() call"; it is kept here and re-raised by _stage.
+    """
+
+    def __init__(self, rows: Iterator[str]) -> None:
+        self._rows = rows
+        self.error: BaseException | None = None
+
+    def read(self, size: int = -1) -> str:
+        parts: list[str] = []
+        length = 0
+        try:
+            for row in self._rows:
+                parts.append(row)
+                length += len(row)
+                if length >= _COPY_CHUNK:
+                    break
+        except BaseException as exc:
+            self.error = exc
+            raise
+        return "".join(parts)
+
+
+def _stage(connection: Any, rows: Iterator[str]) -> None:
+    """COPY every row into qc_import_lines in one statement, streamed."""
+    dbapi: Any = connection.connection.dbapi_connection  # psycopg2: copy_expert
+    source = _CopySource(rows)
+    with dbapi.cursor() as cursor:
+        try:
+            cursor.copy_expert("COPY qc_import_lines (n, content) FROM STDIN", source,
+                               size=_COPY_CHUNK)
+        except Exception:
+            if source.error is not None:
+                raise source.error  # noqa: B904 - the driver's error only wraps it
+            raise
 
 
 def _load(
-    session: Session, product_id: int, batches: Iterator[_Batch], progress: Progress | None,
-    total: int,
+    session: Session, product_id: int, rows: Iterator[str], tally: _Tally,
+    progress: Progress | None, total: int,
 ) -> ImportResult:
     """COPY every item (with its line number) into a temp table, dedupe once, insert by range.
 
@@ -362,17 +438,7 @@ def _load(
     # Room for the hash aggregate/anti-join in memory; this transaction only.
     connection.exec_driver_sql("SET LOCAL work_mem = '64MB'")
     connection.exec_driver_sql(_CREATE_LINES)
-    dbapi: Any = connection.connection.dbapi_connection  # psycopg2: copy_expert
-    bounds: list[int] = []
-    items = blanks = 0
-    for batch in batches:
-        if batch.payload:
-            buffer = io.StringIO("\n".join(batch.payload) + "\n")
-            with dbapi.cursor() as cursor:
-                cursor.copy_expert("COPY qc_import_lines (n, content) FROM STDIN", buffer)
-        items += batch.items
-        blanks += batch.blanks
-        bounds.append(batch.lines_done)
+    _stage(connection, rows)
     connection.exec_driver_sql("ANALYZE qc_import_lines")
     connection.execute(text(_FRESH), {"p": product_id})
     connection.exec_driver_sql(
@@ -380,19 +446,23 @@ def _load(
         " CREATE INDEX qc_import_fresh_n ON qc_import_fresh (n);"
         " ANALYZE qc_import_fresh"
     )
+    ids = {"id_high": (time.time_ns() // 1_000_000) << 16 | _UUID7_VERSION,
+           "id_low": _UUID_VARIANT, "salt": secrets.randbits(_RANDOM_BITS)}
     added = 0
     low = 0
-    for high in bounds:
+    for high in tally.bounds:
         inserted = connection.execute(
-            text(_INSERT_RANGE), {"p": product_id, "lo": low, "hi": high}
+            text(_INSERT_RANGE), {"p": product_id, "lo": low, "hi": high, **ids}
         ).rowcount
         added += int(inserted or 0)
         low = high
         if progress is not None:
             progress(high, total if total >= high else 0)
+    # Gone now rather than at commit: a caller's transaction may import again (import_items).
+    connection.exec_driver_sql("DROP TABLE qc_import_fresh")
     return ImportResult(
         added=added,
-        duplicates_skipped=items - added,
-        blank_skipped=blanks,
-        total_lines=items + blanks,
+        duplicates_skipped=tally.items - added,
+        blank_skipped=tally.blanks,
+        total_lines=tally.items + tally.blanks,
     )

@@ -214,3 +214,59 @@ def test_200k_line_file_imports_every_key(shop: Engine, tmp_path: Path) -> None:
     assert scalar(shop, "SELECT count(*) FROM product_stocks WHERE product_id = :p",
                   p=PRODUCT) == 200_000
     assert scalar(shop, "SELECT count(DISTINCT content) FROM product_stocks") == 200_000
+
+
+def test_imported_ids_are_uuid7_in_file_order(shop: Engine) -> None:
+    # Ordered ids keep the primary key's inserts at its right edge (stock_import docstring).
+    result = run(shop, b"ZED\nALPHA\n\nMIKE\nALPHA\n", batch_size=2)
+    assert result.added == 3
+    with shop.connect() as conn:
+        rows = conn.execute(text("SELECT id, content FROM product_stocks"
+                                 " WHERE product_id = :p ORDER BY id"), {"p": PRODUCT}).all()
+    assert [r.content for r in rows] == ["ZED", "ALPHA", "MIKE"]
+    ids = [uuid.UUID(str(r.id)) for r in rows]
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in ids)
+    assert len(set(ids)) == 3
+
+
+def test_a_refused_line_far_into_a_streamed_file_rolls_everything_back(shop: Engine) -> None:
+    # Well past the first COPY chunk: the refusal is raised while COPY is already streaming.
+    lines = [f"STREAM-{i:06d}" for i in range(30_000)]
+    lines[25_000] = "BAD\x00KEY"
+    with pytest.raises(ShopError) as info:
+        run(shop, ("\n".join(lines) + "\n").encode(), upload="stream")
+    assert info.value.code == "stock_line_invalid"
+    assert info.value.params["line"] == 25_001
+    assert scalar(shop, "SELECT count(*) FROM product_stocks") == 0
+    assert scalar(shop, "SELECT count(*) FROM idempotency_keys") == 0
+
+
+def test_import_items_twice_in_one_transaction(shop: Engine) -> None:
+    from quickcart.db.uow import unit_of_work
+    from quickcart.services.stock_import import import_items
+
+    with unit_of_work(shop) as uow:
+        uow.set_actor(ADMIN, "admin")
+        first = import_items(uow.session, PRODUCT, ["A", "B"])
+        second = import_items(uow.session, PRODUCT, ["B", "C"])
+        uow.commit()
+    assert (first.added, second.added, second.duplicates_skipped) == (2, 1, 1)
+    assert contents(shop) == ["A", "B", "C"]
+
+
+def test_reading_memory_does_not_grow_with_the_file(shop: Engine, tmp_path: Path) -> None:
+    import tracemalloc
+
+    path = tmp_path / "mem.txt"
+    with path.open("w") as out:
+        for i in range(100_000):
+            out.write(f"MEM-{i:07d}-{'x' * 40}\n")  # 5.6 MB
+    tracemalloc.start()
+    try:
+        result = import_stock(shop, PRODUCT, path, upload_id="mem", actor_id=ADMIN)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.added == 100_000
+    # Rows are streamed to COPY in ~64 KB chunks; nothing is kept per line.
+    assert peak < 2 * 2**20, peak
