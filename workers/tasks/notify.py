@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from celery.exceptions import Retry
@@ -56,18 +57,20 @@ def notify_admins(key: str, params: dict[str, Any], outbox_id: int | None = None
 @app.task(base=QuickCartTask, bind=True, name="quickcart.deliver_order", queue="notify")
 def deliver_order(self: Any, order_id: int, resend: bool = False,
                   requester_id: int | None = None, outbox_id: int | None = None,
-                  sent: bool = False) -> bool:
-    """Hand a paid order's content to its buyer. The lease is owned by this task's id, which its
-    retries keep, so duplicates send nothing while a retry of this task may go on."""
+                  sent_by: str | None = None) -> bool:
+    """Hand a paid order's content to its buyer under a lease owned by this execution, so a
+    duplicate (even a redelivery of this very message while it still runs) sends nothing."""
+    owner = sent_by or f"{self.request.id}:{uuid.uuid4().hex[:12]}"
     try:
         return notifications.deliver_order(runtime.engine(), runtime.messenger(), order_id,
-                                           resend, requester_id, owner=self.request.id,
-                                           already_sent=sent)
+                                           resend, requester_id, owner=owner,
+                                           already_sent=sent_by is not None)
     except TelegramRetryAfter as exc:
         raise _retry_later(self, exc) from exc
     except notifications.SentNotRecorded as exc:
-        # The buyer has the content: the retry only records it (never a second send).
-        raise self.retry(kwargs={**self.request.kwargs, "sent": True}, exc=exc,
+        # The buyer has the content: the retry only records it under the same lease owner
+        # (never a second send).
+        raise self.retry(kwargs={**self.request.kwargs, "sent_by": owner}, exc=exc,
                          countdown=1 + self.request.retries) from exc
 
 
