@@ -6,6 +6,7 @@ from kombu import Queue
 
 from quickcart.config import get_settings
 from quickcart.db.urls import service_urls
+from workers.routes import TASK_QUEUES
 
 broker_url = get_settings().broker_url or service_urls().redis_url
 # Results are never read (the database is the source of truth; intents record their outcome
@@ -58,9 +59,4 @@ beat_schedule = {
                            "schedule": float(get_settings().admin_digest_seconds)},
 }
 # Each periodic task goes to its own queue (the decorators name it), never to a payment worker.
-task_routes = {
-    "quickcart.expire_due": {"queue": "expiry"},
-    "quickcart.expiry_sweep": {"queue": "expiry"},
-    "quickcart.ship_audit": {"queue": "audit"},
-    "quickcart.reconcile_payments": {"queue": "payments"},
-}
+task_routes = {name: {"queue": queue} for name, queue in TASK_QUEUES.items()}

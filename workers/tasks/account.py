@@ -37,7 +37,7 @@ def reply_text(chat_id: int, parts: list[tuple[str, dict[str, Any]]],
     return True
 
 
-@app.task(base=QuickCartTask, name="quickcart.register_user", queue="default")
+@app.task(base=QuickCartTask, name="quickcart.register_user")
 def register_user(user_id: int, name: str, username: str | None = None,
                   language: str | None = None) -> dict[str, Any]:
     """First contact: create the user (idempotent: an existing row is returned)."""
@@ -47,13 +47,13 @@ def register_user(user_id: int, name: str, username: str | None = None,
     return {"user_id": found.user_id, "created": found.created, "role": found.member_status}
 
 
-@app.task(base=QuickCartTask, name="quickcart.set_language", queue="default")
+@app.task(base=QuickCartTask, name="quickcart.set_language")
 def set_language(user_id: int, language: str, idempotency_key: str | None = None) -> bool:
     """/lang: store the user's language (idempotent by state)."""
     return account.set_language(runtime.engine(), user_id, language)
 
 
-@app.task(base=QuickCartTask, name="quickcart.update_profile", queue="default")
+@app.task(base=QuickCartTask, name="quickcart.update_profile")
 def update_profile(user_id: int, field: str, value: str,
                    idempotency_key: str | None = None) -> dict[str, Any]:
     """Onboarding / profile edit of one field; a refusal is told to the user."""
@@ -65,7 +65,7 @@ def update_profile(user_id: int, field: str, value: str,
     return {"status": "ok"}
 
 
-@app.task(base=QuickCartTask, name="quickcart.contact_admins", queue="notify")
+@app.task(base=QuickCartTask, name="quickcart.contact_admins")
 def contact_admins(user_id: int, name: str, text: str, idempotency_key: str) -> int:
     """KIRIM PESAN: forward a shopper's message to every admin, each copy once."""
     engine = runtime.engine()
@@ -79,7 +79,7 @@ def contact_admins(user_id: int, name: str, text: str, idempotency_key: str) -> 
     return len(chats)
 
 
-@app.task(base=QuickCartTask, name="quickcart.export_user", queue="notify")
+@app.task(base=QuickCartTask, name="quickcart.export_user")
 def export_user(user_id: int, idempotency_key: str) -> bool:
     """/export: the user's data as a JSON document, sent once."""
     engine = runtime.engine()
@@ -96,7 +96,7 @@ def export_user(user_id: int, idempotency_key: str) -> bool:
     return True
 
 
-@app.task(base=QuickCartTask, name="quickcart.cancel_deposit", queue="payments")
+@app.task(base=QuickCartTask, name="quickcart.cancel_deposit")
 def cancel_deposit(user_id: int, invoice_id: str,
                    idempotency_key: str | None = None) -> dict[str, Any]:
     """The shopper cancels their own pending deposit (idempotent by state)."""
@@ -112,7 +112,7 @@ def cancel_deposit(user_id: int, invoice_id: str,
     return outcome.result
 
 
-@app.task(base=QuickCartTask, name="quickcart.erase_user", queue="default")
+@app.task(base=QuickCartTask, name="quickcart.erase_user")
 def erase_user(user_id: int, idempotency_key: str) -> dict[str, Any]:
     """/delete_me: anonymise the user, ship the audit rows that still name them, then blank
     those in the audit DB (idempotent: every step is)."""

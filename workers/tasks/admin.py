@@ -32,7 +32,7 @@ def _run(chat_id: int, key: str, action: Callable[[], Parts]) -> dict[str, Any]:
     return {"status": "ok"}
 
 
-@app.task(base=QuickCartTask, name="quickcart.admin_add_product", queue="default")
+@app.task(base=QuickCartTask, name="quickcart.admin_add_product")
 def add_product(actor_id: int, product_id: int, name: str, category: str, price: str,
                 description: str, idempotency_key: str) -> dict[str, Any]:
     """/add id|name|category|price|desc."""
@@ -44,7 +44,7 @@ def add_product(actor_id: int, product_id: int, name: str, category: str, price:
     return _run(actor_id, idempotency_key, act)
 
 
-@app.task(base=QuickCartTask, name="quickcart.admin_delete_product", queue="default")
+@app.task(base=QuickCartTask, name="quickcart.admin_delete_product")
 def delete_product(actor_id: int, product_id: int, idempotency_key: str) -> dict[str, Any]:
     """/del id: soft delete."""
     def act() -> Parts:
@@ -53,7 +53,7 @@ def delete_product(actor_id: int, product_id: int, idempotency_key: str) -> dict
     return _run(actor_id, idempotency_key, act)
 
 
-@app.task(base=QuickCartTask, name="quickcart.admin_reseller_price", queue="default")
+@app.task(base=QuickCartTask, name="quickcart.admin_reseller_price")
 def reseller_price(actor_id: int, product_id: int, price: str,
                    idempotency_key: str) -> dict[str, Any]:
     """/priceress id|price."""
@@ -65,7 +65,7 @@ def reseller_price(actor_id: int, product_id: int, price: str,
     return _run(actor_id, idempotency_key, act)
 
 
-@app.task(base=QuickCartTask, name="quickcart.admin_set_ban", queue="default")
+@app.task(base=QuickCartTask, name="quickcart.admin_set_ban")
 def set_ban(actor_id: int, user_id: int, banned: bool, idempotency_key: str) -> dict[str, Any]:
     """/ban uid and /unban uid."""
     def act() -> Parts:
@@ -74,7 +74,7 @@ def set_ban(actor_id: int, user_id: int, banned: bool, idempotency_key: str) -> 
     return _run(actor_id, idempotency_key, act)
 
 
-@app.task(base=QuickCartTask, name="quickcart.admin_set_role", queue="default")
+@app.task(base=QuickCartTask, name="quickcart.admin_set_role")
 def set_role(actor_id: int, user_id: int, role: str, idempotency_key: str) -> dict[str, Any]:
     """/addreseller, /rmress, /addadmin, /rmadmin."""
     def act() -> Parts:
@@ -83,7 +83,7 @@ def set_role(actor_id: int, user_id: int, role: str, idempotency_key: str) -> di
     return _run(actor_id, idempotency_key, act)
 
 
-@app.task(base=QuickCartTask, name="quickcart.admin_adjust_balance", queue="default")
+@app.task(base=QuickCartTask, name="quickcart.admin_adjust_balance")
 def adjust_balance(actor_id: int, user_id: int, amount: str,
                    idempotency_key: str) -> dict[str, Any]:
     """/editbalance uid|±amount: a ledgered credit or debit (request id = the intent key)."""
@@ -94,7 +94,7 @@ def adjust_balance(actor_id: int, user_id: int, amount: str,
     return _run(actor_id, idempotency_key, act)
 
 
-@app.task(base=QuickCartTask, name="quickcart.admin_giveaway", queue="default")
+@app.task(base=QuickCartTask, name="quickcart.admin_giveaway")
 def giveaway(actor_id: int, amount: str, count: int, idempotency_key: str) -> dict[str, Any]:
     """/giveaway amount|count: voucher codes, generated at most once per intent."""
     engine = runtime.engine()
@@ -108,7 +108,7 @@ def giveaway(actor_id: int, amount: str, count: int, idempotency_key: str) -> di
     return _run(actor_id, idempotency_key, act)
 
 
-@app.task(base=QuickCartTask, name="quickcart.admin_stats", queue="default")
+@app.task(base=QuickCartTask, name="quickcart.admin_stats")
 def shop_stats(actor_id: int, idempotency_key: str) -> dict[str, Any]:
     """/stats."""
     def act() -> Parts:
@@ -128,7 +128,7 @@ def shop_stats(actor_id: int, idempotency_key: str) -> dict[str, Any]:
     return _run(actor_id, idempotency_key, act)
 
 
-@app.task(base=QuickCartTask, name="quickcart.admin_user_info", queue="default")
+@app.task(base=QuickCartTask, name="quickcart.admin_user_info")
 def user_info(actor_id: int, user_id: int, idempotency_key: str) -> dict[str, Any]:
     """/info uid."""
     def act() -> Parts:
@@ -142,7 +142,7 @@ def user_info(actor_id: int, user_id: int, idempotency_key: str) -> dict[str, An
     return _run(actor_id, idempotency_key, act)
 
 
-@app.task(base=QuickCartTask, name="quickcart.admin_import_stock", queue="bulk",
+@app.task(base=QuickCartTask, name="quickcart.admin_import_stock",
           time_limit=1800, soft_time_limit=1700)
 def import_stock(product_id: int, actor_id: int, upload_id: str, file_id: str,
                  chat_id: int) -> dict[str, Any]:
@@ -159,7 +159,7 @@ def import_stock(product_id: int, actor_id: int, upload_id: str, file_id: str,
     return _run(chat_id, f"{upload_id}:done", act)
 
 
-@app.task(base=QuickCartTask, name="quickcart.admin_broadcast", queue="notify")
+@app.task(base=QuickCartTask, name="quickcart.admin_broadcast")
 def broadcast(actor_id: int, text: str, idempotency_key: str) -> dict[str, Any]:
     """/broadcast: one message to every active user, each copy at most once."""
     from workers.tasks.notify import send_message
@@ -176,7 +176,7 @@ def broadcast(actor_id: int, text: str, idempotency_key: str) -> dict[str, Any]:
     return _run(actor_id, idempotency_key, act)
 
 
-@app.task(base=QuickCartTask, name="quickcart.admin_delete_stock", queue="default")
+@app.task(base=QuickCartTask, name="quickcart.admin_delete_stock")
 def delete_stock(actor_id: int, stock_id: str, idempotency_key: str) -> dict[str, Any]:
     """/delstock stock_uuid: one free unit."""
     def act() -> Parts:
@@ -187,7 +187,7 @@ def delete_stock(actor_id: int, stock_id: str, idempotency_key: str) -> dict[str
     return _run(actor_id, idempotency_key, act)
 
 
-@app.task(base=QuickCartTask, name="quickcart.admin_delete_all_stock", queue="default")
+@app.task(base=QuickCartTask, name="quickcart.admin_delete_all_stock")
 def delete_all_stock(actor_id: int, product_id: int, idempotency_key: str) -> dict[str, Any]:
     """/delallstock id: every free unit of a product."""
     def act() -> Parts:
@@ -197,7 +197,7 @@ def delete_all_stock(actor_id: int, product_id: int, idempotency_key: str) -> di
     return _run(actor_id, idempotency_key, act)
 
 
-@app.task(base=QuickCartTask, name="quickcart.admin_export_stock", queue="notify")
+@app.task(base=QuickCartTask, name="quickcart.admin_export_stock")
 def export_stock(actor_id: int, product_id: int, idempotency_key: str) -> dict[str, Any]:
     """/exportstock id: a product's free units as a .txt document, sent once."""
     engine = runtime.engine()
@@ -219,7 +219,7 @@ def export_stock(actor_id: int, product_id: int, idempotency_key: str) -> dict[s
     return {"status": "ok", "count": len(lines)}
 
 
-@app.task(base=QuickCartTask, name="quickcart.admin_transfer", queue="default")
+@app.task(base=QuickCartTask, name="quickcart.admin_transfer")
 def transfer(actor_id: int, user_id: int, amount: str, idempotency_key: str) -> dict[str, Any]:
     """/transfer uid|amount: a ledgered credit (request id = the intent key)."""
     def act() -> Parts:
@@ -233,7 +233,7 @@ def transfer(actor_id: int, user_id: int, amount: str, idempotency_key: str) -> 
     return _run(actor_id, idempotency_key, act)
 
 
-@app.task(base=QuickCartTask, name="quickcart.admin_private_message", queue="notify")
+@app.task(base=QuickCartTask, name="quickcart.admin_private_message")
 def private_message(actor_id: int, user_id: int, text: str,
                     idempotency_key: str) -> dict[str, Any]:
     """/pm uid|text: one catalog-framed message to one user, through the notify path."""
@@ -253,7 +253,7 @@ PRODUCT_EDITS = {"name": "name", "category": "category", "price": "customer_pric
                  "description": "description"}
 
 
-@app.task(base=QuickCartTask, name="quickcart.admin_edit_product", queue="default")
+@app.task(base=QuickCartTask, name="quickcart.admin_edit_product")
 def edit_product(actor_id: int, product_id: int, field: str, value: str,
                  idempotency_key: str) -> dict[str, Any]:
     """/editname, /editcat, /editprice, /editdesc: one product field."""

@@ -11,7 +11,7 @@ BATCH = 1000
 MAX_BATCHES_PER_RUN = 20
 
 
-@app.task(base=QuickCartTask, name="quickcart.ship_audit", queue="audit")
+@app.task(base=QuickCartTask, name="quickcart.ship_audit")
 def ship_audit() -> int:
     """Ship audit_outbox to the audit DB in batches (exactly once per row by source_id)."""
     shipped = 0

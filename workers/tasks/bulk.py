@@ -13,7 +13,7 @@ from workers.app import app
 from workers.base import QuickCartTask
 
 
-@app.task(base=QuickCartTask, name="quickcart.import_stock", queue="bulk",
+@app.task(base=QuickCartTask, name="quickcart.import_stock",
           time_limit=1800, soft_time_limit=1700)
 def import_stock_file(product_id: int, actor_id: int, upload_id: str,
                       path: str | None = None, file_id: str | None = None,

@@ -13,13 +13,13 @@ from workers.base import QuickCartTask
 from workers.publish import publish_committed_unsafe
 
 
-@app.task(base=QuickCartTask, name="quickcart.schedule_expiry", queue="expiry")
+@app.task(base=QuickCartTask, name="quickcart.schedule_expiry")
 def schedule_expiry(kind: str, id: int, at: float, outbox_id: int | None = None) -> None:
     """Add a committed pending row to the Redis expiry set (re-adding is harmless)."""
     redis_store.schedule_expiry(runtime.redis_client(), kind, id, at)
 
 
-@app.task(base=QuickCartTask, name="quickcart.expire", queue="expiry")
+@app.task(base=QuickCartTask, name="quickcart.expire")
 def expire(kind: str, id: int) -> dict[str, Any]:
     """Expire one row if it is still pending and due (idempotent by state)."""
     if kind == "order":
@@ -36,7 +36,7 @@ def expire(kind: str, id: int) -> dict[str, Any]:
     return outcome.result
 
 
-@app.task(base=QuickCartTask, name="quickcart.expire_due", queue="expiry")
+@app.task(base=QuickCartTask, name="quickcart.expire_due")
 def expire_due() -> int:
     """Timely path (every second): expire what the Redis set says is due."""
     due = redis_store.due_expiries(runtime.redis_client(), time.time())
@@ -45,7 +45,7 @@ def expire_due() -> int:
     return len(due)
 
 
-@app.task(base=QuickCartTask, name="quickcart.expiry_sweep", queue="expiry")
+@app.task(base=QuickCartTask, name="quickcart.expiry_sweep")
 def expiry_sweep() -> int:
     """Certain path (every 30 s): expire every pending row past expires_at the set missed."""
     engine = runtime.engine()

@@ -20,19 +20,19 @@ from workers.base import QuickCartTask
 from workers.publish import relay_pending_unsafe
 
 
-@app.task(base=QuickCartTask, name="quickcart.relay_outbox", queue="default")
+@app.task(base=QuickCartTask, name="quickcart.relay_outbox")
 def relay_outbox() -> int:
     """Publish committed side effects their own task did not (crash, Redis down)."""
     return relay_pending_unsafe(min_age_seconds=2.0)
 
 
-@app.task(base=QuickCartTask, name="quickcart.rollup_sold_counts", queue="default")
+@app.task(base=QuickCartTask, name="quickcart.rollup_sold_counts")
 def rollup_sold_counts() -> int:
     """Fold per-sale deltas into products.sold_count (no hot row on the purchase path)."""
     return orders.rollup_sold_counts(runtime.engine())
 
 
-@app.task(base=QuickCartTask, name="quickcart.redeliver_stuck", queue="default")
+@app.task(base=QuickCartTask, name="quickcart.redeliver_stuck")
 def redeliver_stuck() -> int:
     """Re-send paid orders whose delivery never completed (worker died mid-send)."""
     stuck = delivery.undelivered_orders(runtime.engine())
@@ -41,7 +41,7 @@ def redeliver_stuck() -> int:
     return len(stuck)
 
 
-@app.task(base=QuickCartTask, name="quickcart.purge_outbox", queue="default")
+@app.task(base=QuickCartTask, name="quickcart.purge_outbox")
 def purge_outbox() -> int:
     """Drop outbox rows published more than a day ago."""
     return outbox.purge_published(runtime.engine())
@@ -54,7 +54,7 @@ DIGEST_KEY = "digest:sales:until"
 DIGEST_LAG_SECONDS = 10
 
 
-@app.task(base=QuickCartTask, name="quickcart.admin_sales_digest", queue="default")
+@app.task(base=QuickCartTask, name="quickcart.admin_sales_digest")
 def admin_sales_digest() -> dict[str, int]:
     """Tell admins what sold since the last digest, one message each (beat, every
     ADMIN_DIGEST_SECONDS). The window end lives in Redis and one run at a time moves it, so
@@ -83,7 +83,7 @@ def admin_sales_digest() -> dict[str, int]:
         r.delete(f"{DIGEST_KEY}:running")
 
 
-@app.task(base=QuickCartTask, name="quickcart.health_monitor", queue="default")
+@app.task(base=QuickCartTask, name="quickcart.health_monitor")
 def health_monitor() -> dict[str, bool]:
     """Every minute: check the database, Redis and the gateway; tell admins on Telegram when
     one starts or stops failing. Sent directly, not through the outbox: the database may be

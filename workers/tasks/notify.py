@@ -27,7 +27,7 @@ def _retry_later(task: Any, exc: TelegramRetryAfter) -> Retry:
     return task.retry(exc=exc, countdown=exc.retry_after)
 
 
-@app.task(base=QuickCartTask, bind=True, name="quickcart.send_message", queue="notify",
+@app.task(base=QuickCartTask, bind=True, name="quickcart.send_message",
           rate_limit="30/s")
 def send_message(self: Any, chat_id: int, key: str, params: dict[str, Any],
                  outbox_id: int | None = None, once_key: str | None = None) -> bool:
@@ -42,7 +42,7 @@ def send_message(self: Any, chat_id: int, key: str, params: dict[str, Any],
         return False  # the user blocked the bot: nothing to retry
 
 
-@app.task(base=QuickCartTask, name="quickcart.notify_admins", queue="notify")
+@app.task(base=QuickCartTask, name="quickcart.notify_admins")
 def notify_admins(key: str, params: dict[str, Any], outbox_id: int | None = None) -> int:
     """Fan one catalog message out to every admin, each copy at most once per outbox id."""
     chats = notifications.admin_chat_ids(runtime.engine())
@@ -54,7 +54,7 @@ def notify_admins(key: str, params: dict[str, Any], outbox_id: int | None = None
     return len(chats)
 
 
-@app.task(base=QuickCartTask, bind=True, name="quickcart.deliver_order", queue="notify")
+@app.task(base=QuickCartTask, bind=True, name="quickcart.deliver_order")
 def deliver_order(self: Any, order_id: int, resend: bool = False,
                   requester_id: int | None = None, outbox_id: int | None = None,
                   sent_by: str | None = None) -> bool:
@@ -74,7 +74,7 @@ def deliver_order(self: Any, order_id: int, resend: bool = False,
                          countdown=1 + self.request.retries) from exc
 
 
-@app.task(base=QuickCartTask, bind=True, name="quickcart.send_payment_qr", queue="notify")
+@app.task(base=QuickCartTask, bind=True, name="quickcart.send_payment_qr")
 def send_payment_qr(self: Any, kind: str, id: int, outbox_id: int | None = None) -> bool:
     """The QRIS photo with its breakdown and expiry, while the row is still pending."""
     engine = runtime.engine()
@@ -106,7 +106,7 @@ HARMLESS_EDIT_ERRORS = ("message is not modified", "message to edit not found",
                         "there is no caption in the message to edit")
 
 
-@app.task(base=QuickCartTask, bind=True, name="quickcart.update_payment_qr", queue="notify")
+@app.task(base=QuickCartTask, bind=True, name="quickcart.update_payment_qr")
 def update_payment_qr(self: Any, kind: str, id: int, state: str,
                       outbox_id: int | None = None) -> bool:
     """Paid/expired/cancelled: edit the QRIS photo's caption into a receipt or a notice and

@@ -12,7 +12,7 @@ from workers.base import QuickCartTask
 from workers.publish import publish_committed_unsafe
 
 
-@app.task(base=QuickCartTask, name="quickcart.create_order", queue="orders")
+@app.task(base=QuickCartTask, name="quickcart.create_order")
 def create_order(user_id: int, product_id: int, quantity: int, payment_method: str,
                  idempotency_key: str, voucher_code: str | None = None) -> dict[str, Any]:
     """Create (and for balance, pay) an order; idempotent on `idempotency_key`."""
@@ -28,7 +28,7 @@ def create_order(user_id: int, product_id: int, quantity: int, payment_method: s
     return outcome.result
 
 
-@app.task(base=QuickCartTask, name="quickcart.cancel_order", queue="orders")
+@app.task(base=QuickCartTask, name="quickcart.cancel_order")
 def cancel_order(user_id: int, order_id: int | None = None,
                  idempotency_key: str | None = None) -> dict[str, Any]:
     """Cancel the shopper's pending order; a settled order is left alone (idempotent by state)."""

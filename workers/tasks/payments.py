@@ -15,7 +15,7 @@ from workers.base import QuickCartTask
 from workers.publish import publish_committed_unsafe
 
 
-@app.task(base=QuickCartTask, name="quickcart.start_qris_payment", queue="payments")
+@app.task(base=QuickCartTask, name="quickcart.start_qris_payment")
 def start_qris_payment(kind: str, id: int, outbox_id: int | None = None) -> dict[str, Any]:
     """Open the QRIS transaction of a pending order/deposit (idempotent: once it has a QR)."""
     outcome = payments.start_qris_payment(
@@ -25,7 +25,7 @@ def start_qris_payment(kind: str, id: int, outbox_id: int | None = None) -> dict
     return outcome.result
 
 
-@app.task(base=QuickCartTask, name="quickcart.confirm_payment", queue="payments")
+@app.task(base=QuickCartTask, name="quickcart.confirm_payment")
 def confirm_payment(invoice_id: str, event_id: int | None = None,
                     outbox_id: int | None = None) -> dict[str, Any]:
     """Re-check with the gateway, then settle under lock (idempotent by state and ledger)."""
@@ -36,7 +36,7 @@ def confirm_payment(invoice_id: str, event_id: int | None = None,
     return outcome.result
 
 
-@app.task(base=QuickCartTask, name="quickcart.cancel_gateway_transaction", queue="payments")
+@app.task(base=QuickCartTask, name="quickcart.cancel_gateway_transaction")
 def cancel_gateway_transaction(invoice_id: str, amount: str,
                                outbox_id: int | None = None) -> dict[str, Any]:
     """Close the gateway side of an expired/cancelled row (the gateway refusing is fine)."""
@@ -47,7 +47,7 @@ def cancel_gateway_transaction(invoice_id: str, amount: str,
     return {"outcome": "cancelled"}
 
 
-@app.task(base=QuickCartTask, name="quickcart.create_deposit", queue="payments")
+@app.task(base=QuickCartTask, name="quickcart.create_deposit")
 def create_deposit(user_id: int, amount: str, idempotency_key: str) -> dict[str, Any]:
     """Open a QRIS top-up; idempotent on `idempotency_key`."""
     outcome = payments.create_deposit(runtime.engine(), user_id, amount, idempotency_key)
@@ -55,7 +55,7 @@ def create_deposit(user_id: int, amount: str, idempotency_key: str) -> dict[str,
     return outcome.result
 
 
-@app.task(base=QuickCartTask, name="quickcart.reconcile_payments", queue="payments")
+@app.task(base=QuickCartTask, name="quickcart.reconcile_payments")
 def reconcile_payments() -> int:
     """Every 30 s: ask the gateway about pending QRIS rows older than a minute, and restart the
     QR of rows that never got one (their start message was lost)."""
