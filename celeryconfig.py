@@ -2,11 +2,44 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import redis
 from kombu import Queue
+from kombu.transport import redis as kombu_redis
 
 from quickcart.config import get_settings
 from quickcart.db.urls import service_urls
 from workers.routes import TASK_QUEUES
+
+
+class _RedisChannel(kombu_redis.Channel):
+    """kombu's Redis channel, made safe to close after its connection was collected.
+
+    When the broker connection drops, the worker's consumer runs `Connection.collect()` (which
+    detaches the transport: `transport.client = None`) and then `Connection.close()`. If the
+    first close of the consumer channel was cut short by the dead broker (a BRPOP in flight, or
+    the remote-control channel failing first), the second close tries to restore the channel's
+    unacknowledged messages, needs a new Redis pool, and kombu dereferences the detached
+    `transport.client`: an AttributeError, which is not a connection error, so it escapes
+    Celery's `ignore_errors` and the whole worker stops ("Unrecoverable error") instead of
+    reconnecting. A detached channel cannot reach Redis, so say so with the connection error
+    every caller already treats as recoverable. Nothing is lost by not restoring then: those
+    tasks are still running in the pool, and their entries in Redis' unacked set (when Redis
+    survived) come back after the visibility timeout.
+    """
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        transport = self.connection
+        if transport is None or transport.client is None:
+            raise redis.ConnectionError("broker connection already closed (transport detached)")
+        params: dict[str, Any] = super()._connparams(asynchronous=asynchronous)
+        return params
+
+
+# The broker transport for redis:// URLs (kept under kombu's own "redis" name, so URLs, logs
+# and Flower's broker view are unchanged).
+kombu_redis.Transport.Channel = _RedisChannel
 
 broker_url = get_settings().broker_url or service_urls().redis_url
 # Results are never read (the database is the source of truth; intents record their outcome
@@ -30,7 +63,8 @@ broker_transport_options = {
     "unacked_restore_throttle": 1,
 }
 task_time_limit = get_settings().celery_task_time_limit
-task_soft_time_limit = max(1, task_time_limit - 30)
+# The soft limit gives a task up to 30 s (a fifth of a short test limit) to clean up first.
+task_soft_time_limit = max(1, task_time_limit - min(30, task_time_limit // 5))
 
 task_serializer = "json"
 accept_content = ["json"]
