@@ -37,15 +37,10 @@ class Publisher(Protocol):
         """Publish one message; raise on failure so the row stays unpublished."""
 
 
-def add(session: Session, topic: str, payload: dict[str, Any], queue: str) -> int:
-    """Queue a side effect in the caller's transaction; returns the outbox id."""
-    return add_many(session, [(topic, queue, payload)])[0].id
-
-
 def add_many(session: Session, rows: list[tuple[str, str, dict[str, Any]]]) -> list[OutboxMessage]:
     """Queue several side effects with one INSERT in the caller's transaction.
 
-    Returns the rows as stored (what `fetch` would read back), so the caller can publish them
+    Returns the rows as stored (read back by RETURNING), so the caller can publish them
     after commit without reading them again."""
     if not rows:
         return []
@@ -107,20 +102,6 @@ def mark_published(engine: Engine, ids: list[int]) -> None:
                 text("SET LOCAL synchronous_commit = off;"
                      " UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)"), {"ids": ids}
             )
-
-
-def fetch(engine: Engine, ids: list[int]) -> list[OutboxMessage]:
-    """Read committed, unpublished rows by id without leasing them (the publisher that wrote
-    them publishes at once; the relay only takes rows older than its grace period)."""
-    if not ids:
-        return []
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text("SELECT id, topic, queue, payload, correlation_id FROM outbox"
-                 " WHERE id = ANY(:ids) AND published_at IS NULL ORDER BY id"), {"ids": ids},
-        ).all()
-    return [OutboxMessage(r.id, r.topic, r.queue, dict(r.payload), r.correlation_id)
-            for r in rows]
 
 
 def publish_now(engine: Engine, publish: Publisher, messages: list[OutboxMessage]) -> int:
