@@ -35,13 +35,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def listening_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A bound TCP socket for uvicorn's `sockets=`, created with IPPROTO_TCP on purpose.
+
+    asyncio turns Nagle off (TCP_NODELAY) only on sockets whose `proto` is IPPROTO_TCP, and a
+    plain `socket.socket()` has proto 0, which every accepted connection inherits. uvicorn writes
+    a response's headers and body separately, so with Nagle on the body waited for the client's
+    delayed ACK: every request took 44 ms instead of under 1 ms.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
 class ServedApp:
     """An ASGI app served by uvicorn in a background thread on a free loopback port."""
 
     def __init__(self, app: Any) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock = listening_socket()
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
                                                     access_log=False))

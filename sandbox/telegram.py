@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from sandbox.serving import listening_socket
 from sandbox.telegram_botapi import BotApi, Upload
 from sandbox.telegram_state import JSON, SimState
 
@@ -380,9 +381,7 @@ class TelegramSimulator:
         """Start uvicorn in a daemon thread and wait until it accepts connections."""
         if self._thread is not None:
             return self
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self._port))
+        sock = listening_socket(self.host, self._port)
         self._port = sock.getsockname()[1]
         self._sock = sock
         self.state.closing = False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
 TASK_MODULES = [
     "workers.tasks.orders",
@@ -27,5 +27,15 @@ from workers import observability  # noqa: E402,F401 - connects the logging/corr
 def _fresh_pools(**_: object) -> None:
     """A forked pool child must not share its parent's database connections."""
     from quickcart.db.engine import dispose_engines
+    from workers import runtime
 
     dispose_engines()
+    runtime.warm_up()
+
+
+@worker_init.connect
+def _preload(**_: object) -> None:
+    """Imports shared by every pool child through the fork (see runtime.preload_for_fork)."""
+    from workers import runtime
+
+    runtime.preload_for_fork()

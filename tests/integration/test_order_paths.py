@@ -172,3 +172,30 @@ def test_a_send_whose_record_failed_is_never_sent_again(
     assert scalar(shop, "SELECT delivery_count FROM orders WHERE id = :o", o=order_id) == 1
     assert scalar(shop, "SELECT delivery_claimed_by FROM orders WHERE id = :o",
                   o=order_id) is None
+
+
+def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    nodes = [plan]
+    for child in plan.get("Plans", []):
+        nodes.extend(_plan_nodes(child))
+    return nodes
+
+
+def test_handing_out_a_unit_reads_only_the_rows_it_takes(db: Engine) -> None:
+    """One import gives a product thousands of units with the same created_at; the hand-out
+    query must still read just the first free ones from its index, not sort them all."""
+    with db.begin() as conn:
+        make_product(conn, PRODUCT, PRICE)
+        conn.execute(text(
+            "INSERT INTO product_stocks (product_id, content)"
+            " SELECT :p, 'KEY-' || g FROM generate_series(1, 20000) g"), {"p": PRODUCT})
+        conn.execute(text("ANALYZE product_stocks"))
+    with db.begin() as conn:
+        plan = conn.execute(text(
+            "EXPLAIN (ANALYZE, FORMAT JSON) SELECT id FROM product_stocks"
+            " WHERE product_id = :p AND NOT is_sold AND order_id IS NULL"
+            " ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"), {"p": PRODUCT}).scalar_one()
+    nodes = _plan_nodes(plan[0]["Plan"])
+    assert not [n for n in nodes if n["Node Type"] in ("Sort", "Incremental Sort")], nodes
+    scans = [n for n in nodes if "Scan" in n["Node Type"]]
+    assert scans and all(n["Actual Rows"] <= 1 for n in scans), scans

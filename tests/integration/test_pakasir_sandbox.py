@@ -28,6 +28,7 @@ from quickcart.adapters.pakasir import (
 )
 from quickcart.domain.money import qris_fee
 from sandbox.pakasir import crc16_ccitt, create_app, parse_tlv
+from sandbox.serving import listening_socket
 
 PROJECT = "qc-test"
 API_KEY = "sk-test-5f0c1d2e3a4b"  # a recognisable secret: it must never leak
@@ -91,9 +92,7 @@ class Sandbox:
 
     def __init__(self, webhook_url: str) -> None:
         self.app = create_app(PROJECT, API_KEY, webhook_url=webhook_url, expiry_minutes=10)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock = listening_socket()
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         config = uvicorn.Config(self.app, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
