@@ -30,6 +30,7 @@ def _fresh_pools(**_: object) -> None:
     from workers import runtime
 
     dispose_engines()
+    runtime.retry_stale_connections_in_tasks()
     runtime.warm_up()
 
 

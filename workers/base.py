@@ -49,10 +49,12 @@ class QuickCartTask(Task):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         task_id = self.request.id
-        if task_id and not self.request.called_directly:
+        if task_id and not self.request.called_directly and _redelivered(self.request):
+            # Only a message that came back (its worker died, or its ack was lost) is counted:
+            # the first delivery costs no Redis round trip, and it is the +1.
             try:
-                seen = redis_store.incr_with_ttl(runtime.redis_client(),
-                                                 f"delivery:{task_id}", 24 * 3600)
+                seen = 1 + redis_store.incr_with_ttl(runtime.redis_client(),
+                                                     f"delivery:{task_id}", 24 * 3600)
             except redis.RedisError:
                 seen = 1  # counting is a safeguard; Redis trouble must not stop the work
             if seen > MAX_DELIVERIES + self.request.retries:
@@ -69,6 +71,13 @@ class QuickCartTask(Task):
             if _transient_db_error(exc):
                 raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
             raise
+
+
+def _redelivered(request: Any) -> bool:
+    """kombu marks a message it puts back in the queue (a rejected task of a killed pool child,
+    or an unacknowledged one restored after the visibility timeout) as redelivered."""
+    info = getattr(request, "delivery_info", None) or {}
+    return bool(info.get("redelivered"))
 
 
 def _backoff(retries: int) -> float:

@@ -18,6 +18,16 @@ from quickcart.db.urls import service_urls
 
 _lock = threading.Lock()
 _clients: dict[tuple[int, str], Any] = {}
+# Set in Celery pool children: there a dead pooled connection fails the task's first statement,
+# and the task retries from scratch (workers.base), so the per-checkout ping (a round trip on
+# every unit of work) is not needed. The webhook API and other callers keep it.
+_tasks_retry_stale_connections = False
+
+
+def retry_stale_connections_in_tasks() -> None:
+    """Engines built after this skip the pre-ping (call only in a Celery pool child)."""
+    global _tasks_retry_stale_connections
+    _tasks_retry_stale_connections = True
 
 
 def _per_process(name: str, factory: Any) -> Any:
@@ -30,12 +40,13 @@ def _per_process(name: str, factory: Any) -> Any:
 
 def engine() -> Engine:
     """The main database engine of this process."""
-    return get_engine(service_urls().database_url)
+    return get_engine(service_urls().database_url, pre_ping=not _tasks_retry_stale_connections)
 
 
 def audit_engine() -> Engine:
     """The audit database engine of this process."""
-    return get_engine(service_urls().audit_database_url, pool_size=2)
+    return get_engine(service_urls().audit_database_url, pool_size=2,
+                      pre_ping=not _tasks_retry_stale_connections)
 
 
 def redis_client() -> redis.Redis:

@@ -11,8 +11,11 @@ _engines: dict[tuple[int, str], Engine] = {}
 _lock = threading.Lock()
 
 
-def get_engine(url: str, *, pool_size: int = 5) -> Engine:
-    """The engine for `url` in this process; a forked child never reuses its parent's pool."""
+def get_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True) -> Engine:
+    """The engine for `url` in this process; a forked child never reuses its parent's pool.
+
+    `pre_ping=False` skips the liveness round trip on every checkout; only for callers that
+    retry a whole unit of work when a pooled connection turns out dead (Celery tasks)."""
     key = (os.getpid(), url)
     with _lock:
         engine = _engines.get(key)
@@ -21,7 +24,7 @@ def get_engine(url: str, *, pool_size: int = 5) -> Engine:
                 url,
                 pool_size=pool_size,
                 max_overflow=10,
-                pool_pre_ping=True,
+                pool_pre_ping=pre_ping,
                 pool_recycle=1800,
                 connect_args={"application_name": "quickcart"},
             )
