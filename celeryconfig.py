@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -28,6 +30,22 @@ class _RedisChannel(kombu_redis.Channel):
     tasks are still running in the pool, and their entries in Redis' unacked set (when Redis
     survived) come back after the visibility timeout.
     """
+
+    _sync_client: redis.Redis | None = None
+
+    @contextlib.contextmanager
+    def conn_or_acquire(self, client: redis.Redis | None = None) -> Iterator[redis.Redis]:
+        """kombu builds a new `redis.Redis` for every publish, ack and event (its `__init__`
+        sets up the response callbacks: a tenth of an orders worker's CPU). A client holds no
+        connection of its own, only the pool, so one per channel and pool serves them all."""
+        if client is not None:
+            yield client
+            return
+        pool = self.pool
+        cached = self._sync_client
+        if cached is None or cached.connection_pool is not pool:
+            cached = self._sync_client = self._create_client()
+        yield cached
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         transport = self.connection

@@ -32,7 +32,6 @@ def measure(size: int, as_json: bool, dedicated_audit: bool) -> Report:
         stack.add_product(PRODUCT, PRICE, 100 * seconds + 5000)
         stack.vacuum()
         start_shop(stack, 8, dedicated_audit=dedicated_audit)
-        time.sleep(2)
         assert stack.audit is not None and stack.main is not None
         # The seed's own audit rows (users, ledger, stock) ship first and are not measured.
         wait_until(lambda: stack.q("SELECT count(*) FROM audit_outbox") == 0,

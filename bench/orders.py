@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -10,21 +11,26 @@ from dataclasses import dataclass
 from sqlalchemy import text
 
 from bench.common import Report, intent_key, percentile, raw_baseline
-from bench.harness import Stack
+from bench.events import TaskWatcher
+from bench.harness import Proc, Stack, wait_until
 
 PRICE = 1000
 PRODUCT = 1
 ORDERS_QUEUES = "orders,payments"
-SIDE_QUEUES = "default,expiry,audit,notify"
+SIDE_QUEUES = "default,expiry,audit"
+NOTIFY_QUEUES = "notify"
 
-_DONE_SQL = text(
-    "SELECT key, result->>'status' AS status, (result->>'order_id')::int AS order_id"
-    " FROM idempotency_keys WHERE key = ANY(:k) AND result IS NOT NULL")
-_PUBLISHED_SQL = text(
-    "SELECT (payload->>'order_id')::int FROM outbox WHERE id > :floor"
-    " AND topic = 'quickcart.deliver_order' AND published_at IS NOT NULL"
-    " AND (payload->>'order_id')::int = ANY(:o)")
-_MAX_OUTBOX_SQL = text("SELECT coalesce(max(id), 0) FROM outbox")
+# Shoppers driven through the shop have ids from APP_USERS; the raw-SQL baseline's own shoppers
+# from BASELINE_USERS. The baseline marks its orders paid but never delivers them (delivery is
+# not part of its transaction), so the delivery checks look at the shop's orders only.
+APP_USERS = 10_000
+BASELINE_USERS = 50_000
+_UNDELIVERED = (f"SELECT count(*) FROM orders WHERE status = 'paid' AND delivered_at IS NULL"
+                f" AND user_id < {BASELINE_USERS}")
+_RECORDED_SQL = text(
+    "SELECT key, result->>'status' AS status FROM idempotency_keys"
+    " WHERE key = ANY(:k) AND result IS NOT NULL")
+_STATUS = re.compile(r"'status': '([a-z_]+)'")
 
 
 @dataclass
@@ -35,118 +41,158 @@ class DriveResult:
     seconds: float
     latencies: list[float]
     statuses: dict[str, int]
+    events_lost: int = 0
 
     @property
     def rate(self) -> float:
         return self.completed / self.seconds if self.seconds else 0.0
 
 
+@dataclass
+class _Intent:
+    user_id: int
+    key: str
+    sent_at: float
+
+
 def drive(stack: Stack, users: list[int], product_id: int, *, concurrency: int, total: int,
-          warmup: int, until: Callable[[], bool] | None = None,
-          poll_interval: float = 0.005) -> DriveResult:
+          warmup: int, until: Callable[[], bool] | None = None) -> DriveResult:
     """Closed loop: `concurrency` shoppers each keep one balance intent in flight.
 
-    An intent is complete when its result is recorded and (for a paid order) its
-    deliver_order outbox row is published to the notify queue. Stops after `warmup + total`
-    completions (or when `until()` says so, if given)."""
-    assert stack.main is not None
+    An intent is complete when its worker reports the task finished (its `task-succeeded`
+    event, sent after the commit and after the outbox rows, the delivery among them, were
+    handed to the notify queue). The driver blocks on that event stream instead of polling the
+    database; once a second it looks up intents older than 2 s, in case an event was lost.
+    Stops after `warmup + total` completions (or when `until()` says so, if given)."""
+    assert stack.main is not None and stack.client is not None
     free = deque(users[:concurrency])
-    inflight: dict[str, tuple[int, float, int]] = {}
-    waiting_publish: dict[int, tuple[str, int, float, int]] = {}
-    floor = 0
-    done = sent = 0
+    inflight: dict[str, _Intent] = {}  # by task id
+    done = sent = lost = 0
     t_start = 0.0
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     goal = warmup + total
-    last_check = time.monotonic()
-    with stack.main.connect() as conn:
-        floor = int(conn.execute(_MAX_OUTBOX_SQL).scalar_one())
-        while (done < goal) if until is None else not until():
+
+    def complete(task_id: str, status: str, at: float) -> None:
+        nonlocal done, t_start
+        intent = inflight.pop(task_id)
+        done += 1
+        free.append(intent.user_id)
+        if done == warmup:
+            t_start = at
+        if done > warmup:
+            latencies.append(at - intent.sent_at)
+            statuses[status] = statuses.get(status, 0) + 1
+
+    def running() -> bool:
+        return (done < goal) if until is None else not until()
+
+    with TaskWatcher(stack.client) as watcher, stack.main.connect() as conn:
+        last_check = time.monotonic()
+        while running():
             while free and (until is not None or sent < goal):
                 uid = free.popleft()
                 key = intent_key("order")
-                stack.send("quickcart.create_order", user_id=uid, product_id=product_id,
-                           quantity=1, payment_method="account_balance", idempotency_key=key)
-                inflight[key] = (uid, time.perf_counter(), floor)
+                task_id = stack.send("quickcart.create_order", user_id=uid,
+                                     product_id=product_id, quantity=1,
+                                     payment_method="account_balance", idempotency_key=key)
+                inflight[task_id] = _Intent(uid, key, time.perf_counter())
                 sent += 1
-            time.sleep(poll_interval)
-            finished: list[tuple[str, int, float, str]] = []
-            if inflight:
-                for key, status, order_id in conn.execute(
-                        _DONE_SQL, {"k": list(inflight)}).all():
-                    uid, t0, fl = inflight.pop(key)
-                    if status == "paid":
-                        waiting_publish[order_id] = (key, uid, t0, fl)
-                    else:
-                        finished.append((key, uid, t0, status or "?"))
-            if waiting_publish:
-                low = min(v[3] for v in waiting_publish.values())
-                for (order_id,) in conn.execute(
-                        _PUBLISHED_SQL, {"floor": low, "o": list(waiting_publish)}).all():
-                    key, uid, t0, _ = waiting_publish.pop(order_id)
-                    finished.append((key, uid, t0, "paid"))
-            floor = int(conn.execute(_MAX_OUTBOX_SQL).scalar_one())
-            conn.commit()
-            now = time.perf_counter()
-            for _key, uid, t0, status in finished:
-                done += 1
-                free.append(uid)
-                if done == warmup:
-                    t_start = now
-                if done > warmup:
-                    latencies.append(now - t0)
-                    statuses[status] = statuses.get(status, 0) + 1
-            if warmup == 0 and not t_start:
-                t_start = now
-            if time.monotonic() - last_check > 2:
-                stack.check_alive()
+                if warmup == 0 and not t_start:
+                    t_start = time.perf_counter()
+            finished = watcher.get(timeout=0.5)
+            while finished is not None:
+                if finished.task_id in inflight:
+                    found = _STATUS.search(finished.result)
+                    complete(finished.task_id, found.group(1) if found else finished.state,
+                             finished.at)
+                finished = watcher.get(timeout=0)
+            if time.monotonic() - last_check > 1:
                 last_check = time.monotonic()
+                stack.check_alive()
+                old = {i.key: tid for tid, i in inflight.items()
+                       if time.perf_counter() - i.sent_at > 2}
+                if old:
+                    for key, status in conn.execute(_RECORDED_SQL, {"k": list(old)}).all():
+                        lost += 1
+                        complete(old[key], status or "?", time.perf_counter())
+                    conn.commit()
         t_end = time.perf_counter()
         # Let the shoppers still in flight finish, so the next run starts clean.
         deadline = time.monotonic() + 60
-        while (inflight or waiting_publish) and time.monotonic() < deadline:
-            time.sleep(0.05)
-            if inflight:
-                for key, status, order_id in conn.execute(
-                        _DONE_SQL, {"k": list(inflight)}).all():
-                    inflight.pop(key)
-                    if status == "paid":
-                        waiting_publish[order_id] = (key, 0, 0.0, 0)
-            if waiting_publish:
-                for (order_id,) in conn.execute(
-                        _PUBLISHED_SQL, {"floor": 0, "o": list(waiting_publish)}).all():
-                    waiting_publish.pop(order_id)
-            conn.commit()
+        while inflight and time.monotonic() < deadline:
+            finished = watcher.get(timeout=0.2)
+            if finished is not None:
+                inflight.pop(finished.task_id, None)
+            keys = {i.key: tid for tid, i in inflight.items()}
+            if keys and time.monotonic() - last_check > 1:
+                last_check = time.monotonic()
+                for key, _status in conn.execute(_RECORDED_SQL, {"k": list(keys)}).all():
+                    inflight.pop(keys[key], None)
+                conn.commit()
     measured = len(latencies)
-    return DriveResult(measured, t_end - t_start if t_start else 0.0, latencies, statuses)
+    return DriveResult(measured, t_end - t_start if t_start else 0.0, latencies, statuses,
+                       lost)
 
 
-def start_shop(stack: Stack, concurrency: int = 8, dedicated_audit: bool = False) -> None:
-    """Workers as a small deployment would run them: one for orders/payments, one for the rest
-    (notify, audit, expiry, housekeeping; 4 processes like docker-compose's worker-notify), and
-    beat; optionally the audit queue on its own single-process worker."""
+def start_shop(stack: Stack, concurrency: int = 8, dedicated_audit: bool = False,
+               notify: bool = True) -> None:
+    """Workers as a small deployment runs them: orders/payments; deliveries and messages on
+    their own worker (4 processes); expiry, audit shipping and housekeeping on a third (or
+    audit alone on a single-process worker); and beat. `notify=False` leaves the notify queue
+    unconsumed (see `start_notify`)."""
     stack.start_worker("orders", ORDERS_QUEUES, concurrency)
     if dedicated_audit:
-        stack.start_worker("side", SIDE_QUEUES.replace(",audit", ""), 2)
+        stack.start_worker("side", SIDE_QUEUES.replace(",audit", ""), 1)
         stack.start_worker("audit", "audit", 1)
     else:
-        stack.start_worker("side", SIDE_QUEUES, 4)
+        stack.start_worker("side", SIDE_QUEUES, 2)
+    if notify:
+        start_notify(stack)
     stack.start_beat()
+
+
+def start_notify(stack: Stack) -> Proc:
+    """The delivery worker: the notify queue, 4 processes."""
+    return stack.start_worker("notify", NOTIFY_QUEUES, 4)
+
+
+def _keys_sent(stack: Stack) -> int:
+    """Deliveries (a message with a key) the Telegram simulator received for the shop's
+    shoppers (the sweep may also deliver the baseline's orders meanwhile)."""
+    return sum(1 for call in stack.telegram.calls(method="sendMessage")
+               if call.get("ok") and "KEY-" in str(call["params"].get("text", ""))
+               and int(call["params"].get("chat_id", 0)) < BASELINE_USERS)
+
+
+def drain_deliveries(stack: Stack, notifier: Proc | None = None) -> tuple[int, float]:
+    """Start the delivery worker (unless given), wait until every paid order is delivered,
+    stop it; returns (deliveries, seconds from the worker answering to the last delivery)."""
+    waiting = int(stack.q(_UNDELIVERED))
+    proc = notifier or start_notify(stack)
+    t0 = time.perf_counter()
+    wait_until(lambda: stack.q(_UNDELIVERED) == 0,
+               what="deliveries", timeout=600, interval=0.1)
+    seconds = time.perf_counter() - t0
+    proc.stop()
+    stack.procs.remove(proc)
+    return waiting, seconds
 
 
 def run(size: int, as_json: bool, levels: tuple[int, ...] = (8, 32)) -> Report:
     report = Report("orders")
     warmup = max(20, size // 10)
     baseline_n = size
-    app_units = sum(size + warmup + lvl for lvl in levels) + 200
+    app_units = sum(size + warmup + lvl for lvl in levels) + size + warmup + 208
     with Stack("orders", quiet=as_json) as stack:
-        app_users = stack.add_users(10_000, max(levels), balance=PRICE * (size * 2 + 1000))
-        base_users = stack.add_users(50_000, 64, balance=PRICE * (size * 2 + 1000))
+        app_users = stack.add_users(APP_USERS, max(levels), balance=PRICE * (size * 2 + 1000))
+        base_users = stack.add_users(BASELINE_USERS, 64, balance=PRICE * (size * 2 + 1000))
         stack.add_product(PRODUCT, PRICE, app_units + 2 * baseline_n + 100)
         stack.vacuum()
-        start_shop(stack, 8)
-        time.sleep(2)  # beat's first ticks
+        # The figure ends where the issue puts it, at the hand-off to the notify queue, so the
+        # delivery worker does not run while a level is measured; it drains the queue after
+        # each level, which also checks that every paid order was delivered once.
+        start_shop(stack, 8, notify=False)
 
         stack.log(f"raw-SQL baseline: {baseline_n} orders on 8 connections")
         assert stack.main is not None
@@ -172,6 +218,28 @@ def run(size: int, as_json: bool, levels: tuple[int, ...] = (8, 32)) -> Report:
                        "  p99", "ms")
             if set(result.statuses) != {"paid"}:
                 report.note(f"statuses at {level}: {result.statuses}")
+            if result.events_lost:
+                report.note(f"{result.events_lost} completions found by the 1 s check"
+                            f" (task event lost) at {level}")
+            drained, seconds = drain_deliveries(stack)
+            report.add(f"drain_deliveries_per_s_c{level}", drained / seconds if seconds else 0,
+                       "  then the notify worker delivered the backlog at", "deliveries/s")
+        stack.log(f"app: {size} orders at {levels[0]} in flight, delivery worker running")
+        notifier = start_notify(stack)
+        shared = drive(stack, app_users, PRODUCT, concurrency=levels[0], total=size,
+                       warmup=warmup)
+        report.add(f"app_orders_per_s_c{levels[0]}_delivering", shared.rate,
+                   f"app: {levels[0]} in flight while deliveries are consumed (same cores)",
+                   "orders/s")
+        drain_deliveries(stack, notifier)
+        sent = _keys_sent(stack)
+        paid = stack.q("SELECT count(*) FROM orders WHERE status = 'paid'"
+                       f" AND user_id < {BASELINE_USERS}")
+        report.add("paid_orders", paid, "paid orders (all levels)")
+        report.add("deliveries_received", sent, "deliveries the Telegram simulator received")
+        report.check("every_paid_order_delivered_once", sent == paid and stack.q(
+            _UNDELIVERED) == 0,
+            "every paid order delivered exactly once")
         low, high = levels[0], levels[-1]
         ratio = rates[low] / base if base else 0.0
         report.add("ratio_app_c8_vs_baseline", ratio, f"app@{low} / baseline", "x")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+from quickcart.db.sql import sql
 
 
 def claim(session: Session, key: str, scope: str,
@@ -17,17 +18,17 @@ def claim(session: Session, key: str, scope: str,
     sees its result) or rolls back (then owns the key), so an intent takes effect once. `first`
     is a statement (e.g. uow.actor_statement) sent in the same round trip, before the claim.
     """
-    sql = ("INSERT INTO idempotency_keys (key, scope) VALUES (:k, :s)"
+    statement = ("INSERT INTO idempotency_keys (key, scope) VALUES (:k, :s)"
            " ON CONFLICT (key) DO NOTHING RETURNING key")
     params: dict[str, Any] = {"k": key, "s": scope}
     if first is not None:
-        sql = f"{first[0]}; {sql}"
+        statement = f"{first[0]}; {statement}"
         params = {**first[1], **params}
-    inserted = session.execute(text(sql), params).scalar()
+    inserted = session.execute(sql(statement), params).scalar()
     if inserted is not None:
         return None
     result = session.execute(
-        text("SELECT result FROM idempotency_keys WHERE key = :k"), {"k": key}
+        sql("SELECT result FROM idempotency_keys WHERE key = :k"), {"k": key}
     ).scalar()
     return dict(result) if result else {"status": "done"}
 
@@ -35,7 +36,7 @@ def claim(session: Session, key: str, scope: str,
 def record(session: Session, key: str, result: dict[str, Any]) -> None:
     """Store the outcome of the intent that claimed `key` (same transaction as the effect)."""
     session.execute(
-        text("UPDATE idempotency_keys SET result = CAST(:r AS jsonb) WHERE key = :k"),
+        sql("UPDATE idempotency_keys SET result = CAST(:r AS jsonb) WHERE key = :k"),
         {"k": key, "r": _json(result)},
     )
 

@@ -14,35 +14,37 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Row, text
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
+
+from quickcart.db.sql import sql
 
 
 def lock_user(session: Session, user_id: int) -> Row[Any] | None:
     """Lock the user row (balance, role, ban flag) for the rest of the transaction."""
     return session.execute(
-        text("SELECT * FROM users WHERE id = :id FOR UPDATE"), {"id": user_id}
+        sql("SELECT * FROM users WHERE id = :id FOR UPDATE"), {"id": user_id}
     ).first()
 
 
 def lock_order(session: Session, order_id: int) -> Row[Any] | None:
     """Lock one order by id; its status can then be checked and moved safely."""
     return session.execute(
-        text("SELECT * FROM orders WHERE id = :id FOR UPDATE"), {"id": order_id}
+        sql("SELECT * FROM orders WHERE id = :id FOR UPDATE"), {"id": order_id}
     ).first()
 
 
 def lock_deposit(session: Session, deposit_id: int) -> Row[Any] | None:
     """Lock one deposit by id."""
     return session.execute(
-        text("SELECT * FROM deposits WHERE id = :id FOR UPDATE"), {"id": deposit_id}
+        sql("SELECT * FROM deposits WHERE id = :id FOR UPDATE"), {"id": deposit_id}
     ).first()
 
 
 def lock_voucher(session: Session, code: str) -> Row[Any] | None:
     """Lock a voucher by code: concurrent redeemers of one code queue here, one wins."""
     return session.execute(
-        text("SELECT * FROM vouchers WHERE code = :c FOR UPDATE"), {"c": code}
+        sql("SELECT * FROM vouchers WHERE code = :c FOR UPDATE"), {"c": code}
     ).first()
 
 
@@ -50,7 +52,7 @@ def take_free_units(session: Session, product_id: int, quantity: int) -> list[uu
     """Lock up to `quantity` free units of a product, skipping units other buyers hold."""
     return list(
         session.execute(
-            text(
+            sql(
                 "SELECT id FROM product_stocks"
                 " WHERE product_id = :p AND NOT is_sold AND order_id IS NULL"
                 " ORDER BY created_at, id LIMIT :n FOR UPDATE SKIP LOCKED"
@@ -64,7 +66,7 @@ def lock_order_units(session: Session, order_id: int) -> list[uuid.UUID]:
     """Lock the units reserved for an order, in primary-key order."""
     return list(
         session.execute(
-            text("SELECT id FROM product_stocks WHERE order_id = :o ORDER BY id FOR UPDATE"),
+            sql("SELECT id FROM product_stocks WHERE order_id = :o ORDER BY id FOR UPDATE"),
             {"o": order_id},
         ).scalars()
     )

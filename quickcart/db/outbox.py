@@ -11,9 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from quickcart.db.sql import sql
 from quickcart.logs import current_correlation_id
 
 LEASE_SECONDS = 30
@@ -51,7 +52,7 @@ def add_many(session: Session, rows: list[tuple[str, str, dict[str, Any]]]) -> l
         params.update({f"t{i}": topic, f"q{i}": queue,
                        f"p{i}": json.dumps(payload, default=str)})
     stored = session.execute(
-        text("INSERT INTO outbox (topic, queue, payload, correlation_id) VALUES "
+        sql("INSERT INTO outbox (topic, queue, payload, correlation_id) VALUES "
              + ", ".join(values) + " RETURNING id, topic, queue, payload, correlation_id"),
         params,
     ).all()
@@ -78,7 +79,7 @@ def lease(engine: Engine, ids: Iterable[int] | None = None, limit: int = 200,
         filters += " AND created_at <= now() - make_interval(secs => :age)"
     with engine.begin() as conn:
         rows = conn.execute(
-            text(
+            sql(
                 "UPDATE outbox SET leased_until = now() + make_interval(secs => :lease),"
                 " attempts = attempts + 1"
                 " WHERE id IN (SELECT id FROM outbox WHERE " + filters +
@@ -99,7 +100,7 @@ def mark_published(engine: Engine, ids: list[int]) -> None:
     if ids:
         with engine.begin() as conn:
             conn.execute(
-                text("SET LOCAL synchronous_commit = off;"
+                sql("SET LOCAL synchronous_commit = off;"
                      " UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)"), {"ids": ids}
             )
 
@@ -138,7 +139,7 @@ def purge_published(engine: Engine, older_than_hours: int = 24) -> int:
     """Delete rows published long ago (their consumers' idempotency keys outlive them)."""
     with engine.begin() as conn:
         result = conn.execute(
-            text("DELETE FROM outbox WHERE published_at < now() - make_interval(hours => :h)"),
+            sql("DELETE FROM outbox WHERE published_at < now() - make_interval(hours => :h)"),
             {"h": older_than_hours},
         )
     return int(result.rowcount or 0)

@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
+
+from quickcart.db.sql import sql
 
 _PENDING = "quickcart.flush_before_commit"  # key in Session.info
 
@@ -51,8 +53,8 @@ class UnitOfWork:
     def set_actor(self, actor_id: int | None, actor_type: str = "system",
                   context: dict[str, Any] | None = None) -> None:
         """Tell the audit triggers who acts in this transaction (SET LOCAL: ends with it)."""
-        sql, params = actor_statement(actor_id, actor_type, context)
-        self.session.execute(text(sql), params)
+        statement, params = actor_statement(actor_id, actor_type, context)
+        self.session.execute(sql(statement), params)
 
     def commit(self) -> None:
         """Flush what was buffered for this transaction (outbox rows), then commit it once."""

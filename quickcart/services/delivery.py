@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from quickcart.db import locks
+from quickcart.db.sql import sql
 from quickcart.db.uow import unit_of_work
 
 CLAIM_SECONDS = 60
@@ -70,12 +71,12 @@ def claim_delivery(engine: Engine, order_id: int, resend: bool = False,
         if leased and (owner is None or order.delivery_claimed_by != owner):
             return None
         session.execute(
-            text("UPDATE orders SET delivery_claimed_until = :until, delivery_claimed_by = :by"
+            sql("UPDATE orders SET delivery_claimed_until = :until, delivery_claimed_by = :by"
                  " WHERE id = :o"),
             {"until": now + timedelta(seconds=CLAIM_SECONDS), "by": owner, "o": order_id},
         )
         rows = session.execute(
-            text("SELECT p.name, s.content, u.language FROM order_items i"
+            sql("SELECT p.name, s.content, u.language FROM order_items i"
                  " JOIN product_stocks s ON s.id = i.stock_id"
                  " JOIN products p ON p.id = i.product_id"
                  " JOIN users u ON u.id = :u"
@@ -95,7 +96,7 @@ def complete_delivery(engine: Engine, order_id: int, owner: str | None = None) -
     lease records its own send); False when it was not recorded."""
     with engine.begin() as conn:
         result = conn.execute(
-            text("UPDATE orders SET delivered_at = coalesce(delivered_at, now()),"
+            sql("UPDATE orders SET delivered_at = coalesce(delivered_at, now()),"
                  " delivery_count = delivery_count + 1, delivery_claimed_until = NULL,"
                  " delivery_claimed_by = NULL"
                  " WHERE id = :o AND (CAST(:by AS text) IS NULL OR delivery_claimed_by = :by)"),
@@ -108,7 +109,7 @@ def release_delivery(engine: Engine, order_id: int, owner: str | None = None) ->
     """Give the lease back after a failed send, so any retry can claim it at once."""
     with engine.begin() as conn:
         conn.execute(
-            text("UPDATE orders SET delivery_claimed_until = NULL, delivery_claimed_by = NULL"
+            sql("UPDATE orders SET delivery_claimed_until = NULL, delivery_claimed_by = NULL"
                  " WHERE id = :o AND (CAST(:by AS text) IS NULL OR delivery_claimed_by = :by)"),
             {"o": order_id, "by": owner})
 
@@ -117,7 +118,7 @@ def undelivered_orders(engine: Engine, grace_seconds: int = 30, limit: int = 200
     """Paid orders with no completed delivery and no live lease (the sweep re-sends them)."""
     with engine.connect() as conn:
         return list(conn.execute(
-            text("SELECT id FROM orders WHERE status = 'paid' AND delivered_at IS NULL"
+            sql("SELECT id FROM orders WHERE status = 'paid' AND delivered_at IS NULL"
                  " AND paid_at <= now() - make_interval(secs => :g)"
                  " AND (delivery_claimed_until IS NULL OR delivery_claimed_until < now())"
                  " ORDER BY paid_at LIMIT :n"), {"g": grace_seconds, "n": limit},

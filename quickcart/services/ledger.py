@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from quickcart.db.sql import sql
 from quickcart.domain.errors import ShopError
 
 
@@ -28,7 +28,7 @@ def move_balance(
     """
     # The guard in WHERE refuses an overdraft without a round trip to read the balance first.
     new_balance: Decimal | None = session.execute(
-        text(
+        sql(
             "UPDATE users SET account_balance = account_balance + :a"
             " WHERE id = :u AND account_balance + :a >= 0 RETURNING account_balance"
         ),
@@ -36,11 +36,11 @@ def move_balance(
     ).scalar()
     if new_balance is None:
         balance = session.execute(
-            text("SELECT account_balance FROM users WHERE id = :u"), {"u": user_id}
+            sql("SELECT account_balance FROM users WHERE id = :u"), {"u": user_id}
         ).scalar_one()
         raise ShopError("insufficient_balance", balance=str(balance), needed=str(-amount))
     session.execute(
-        text(
+        sql(
             "INSERT INTO balance_ledger (user_id, amount, reason, reference_type, reference_id,"
             " actor_id, note) VALUES (:u, :a, :r, :rt, :ri, :actor, :note)"
         ),
@@ -54,7 +54,7 @@ def ledger_has(session: Session, reason: str, reference_type: str, reference_id:
     """Whether this exact balance move already happened (the retry-safe check)."""
     return bool(
         session.execute(
-            text(
+            sql(
                 "SELECT 1 FROM balance_ledger WHERE reason = :r AND reference_type = :rt"
                 " AND reference_id = :ri"
             ),

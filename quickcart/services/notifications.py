@@ -11,10 +11,11 @@ from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from quickcart.config import get_settings
 from quickcart.db import idempotency
+from quickcart.db.sql import sql
 from quickcart.db.uow import unit_of_work
 from quickcart.messages import render
 from quickcart.services import delivery
@@ -40,7 +41,7 @@ class Messenger(Protocol):
 def language_of(engine: Engine, user_id: int) -> str:
     """The user's language (Indonesian unless they chose English)."""
     with engine.connect() as conn:
-        lang = conn.execute(text("SELECT language FROM users WHERE id = :u"),
+        lang = conn.execute(sql("SELECT language FROM users WHERE id = :u"),
                             {"u": user_id}).scalar()
     return str(lang or get_settings().default_language)
 
@@ -56,7 +57,7 @@ def claim_once(engine: Engine, key: str, scope: str) -> bool:
 def unclaim(engine: Engine, key: str) -> None:
     """Forget a claim whose send failed, so the retry can send."""
     with engine.begin() as conn:
-        conn.execute(text("DELETE FROM idempotency_keys WHERE key = :k"), {"k": key})
+        conn.execute(sql("DELETE FROM idempotency_keys WHERE key = :k"), {"k": key})
 
 
 def send_catalog_message(engine: Engine, messenger: Messenger, chat_id: int, key: str,
@@ -77,7 +78,7 @@ def admin_chat_ids(engine: Engine) -> list[int]:
     """Admins in the database, bootstrap admins from settings, and whitelisted admin groups."""
     settings = get_settings()
     with engine.connect() as conn:
-        ids = set(conn.execute(text(
+        ids = set(conn.execute(sql(
             "SELECT id FROM users WHERE member_status = 'admin' AND NOT is_banned")).scalars())
     return sorted(ids | set(settings.admin_ids)) + list(settings.admin_group_ids)
 
@@ -90,14 +91,14 @@ def format_time(value: datetime) -> str:
 def payment_qr_view(engine: Engine, kind: str, row_id: int) -> dict[str, Any] | None:
     """What the QR photo shows for a pending order/deposit, or None when it is no longer due."""
     if kind == "order":
-        sql = ("SELECT o.*, (SELECT p.name FROM order_items i JOIN products p"
+        statement = ("SELECT o.*, (SELECT p.name FROM order_items i JOIN products p"
                " ON p.id = i.product_id WHERE i.order_id = o.id LIMIT 1) AS product_name,"
                " (SELECT count(*) FROM order_items i WHERE i.order_id = o.id) AS quantity"
                " FROM orders o WHERE o.id = :i")
     else:
-        sql = "SELECT * FROM deposits WHERE id = :i"
+        statement = "SELECT * FROM deposits WHERE id = :i"
     with engine.connect() as conn:
-        row = conn.execute(text(sql), {"i": row_id}).first()
+        row = conn.execute(sql(statement), {"i": row_id}).first()
     if row is None or row.status != "pending" or not row.payment_number:
         return None
     view = dict(row._mapping)
@@ -109,7 +110,7 @@ def record_qr_message(engine: Engine, kind: str, row_id: int, message_id: int) -
     """Remember the QR photo, so paid/expired can edit it into a receipt or a notice."""
     table = "orders" if kind == "order" else "deposits"
     with engine.begin() as conn:
-        conn.execute(text(f"UPDATE {table} SET qr_message_id = :m WHERE id = :i"),
+        conn.execute(sql(f"UPDATE {table} SET qr_message_id = :m WHERE id = :i"),
                      {"m": message_id, "i": row_id})
 
 

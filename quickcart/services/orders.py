@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, Row, text
+from sqlalchemy import Engine, Row
 from sqlalchemy.orm import Session
 
 from quickcart.config import get_settings
 from quickcart.db import idempotency, locks
 from quickcart.db.outbox import OutboxMessage
+from quickcart.db.sql import sql
 from quickcart.db.uow import actor_statement, unit_of_work
 from quickcart.domain.codes import new_invoice_id
 from quickcart.domain.errors import ShopError
@@ -120,7 +121,7 @@ def _check(session: Session, cmd: CreateOrder, now: datetime) -> _Plan:
     # A statement of its own after the lock: in READ COMMITTED it sees a pending order that a
     # concurrent intent of this user committed while we waited for the lock.
     found = session.execute(
-        text("SELECT p.name, p.is_active, p.customer_price, p.reseller_price,"
+        sql("SELECT p.name, p.is_active, p.customer_price, p.reseller_price,"
              " o.invoice_id, o.total_bill, o.expires_at"
              " FROM (SELECT 1) AS one"
              " LEFT JOIN products p ON p.id = :p"
@@ -155,7 +156,7 @@ def _apply(session: Session, effects: Effects, cmd: CreateOrder, plan: _Plan,
     bill = plan.bill
     expires_at = now + timedelta(minutes=get_settings().order_expiry_minutes)
     order = session.execute(
-        text(
+        sql(
             "INSERT INTO orders (invoice_id, user_id, subtotal, voucher_discount, payment_fee,"
             " total_bill, payment_method, expires_at, fee_estimate)"
             " VALUES (:inv, :u, :sub, :disc, :fee, :total, :m, :exp, :fee) RETURNING *"
@@ -167,7 +168,7 @@ def _apply(session: Session, effects: Effects, cmd: CreateOrder, plan: _Plan,
     # One statement: the units point at the order, then the items at the units (the composite
     # key from item to unit is checked at the end of the statement, after both).
     session.execute(
-        text("WITH reserved AS (UPDATE product_stocks SET order_id = :o"
+        sql("WITH reserved AS (UPDATE product_stocks SET order_id = :o"
              " WHERE id = ANY(CAST(:ids AS uuid[])) RETURNING id)"
              " INSERT INTO order_items (order_id, product_id, stock_id, price_per_unit)"
              " SELECT :o, :p, id, :price FROM reserved"),
@@ -207,7 +208,7 @@ def settle_paid(session: Session, effects: Effects, order: Row[Any], now: dateti
     this transaction touches them. `has_voucher=False` (known at creation) skips the voucher.
     """
     session.execute(
-        text("WITH sold AS (UPDATE product_stocks SET is_sold = true WHERE order_id = :o"
+        sql("WITH sold AS (UPDATE product_stocks SET is_sold = true WHERE order_id = :o"
              " RETURNING product_id),"
              " counted AS (INSERT INTO sold_count_deltas (product_id, quantity, order_id)"
              " SELECT product_id, count(*), :o FROM sold GROUP BY product_id)"
@@ -230,17 +231,17 @@ def release_order(session: Session, effects: Effects, order: Row[Any], status: s
     from items to units forbids freeing a unit an item still points at.
     """
     session.execute(
-        text("INSERT INTO released_order_items (id, order_id, product_id, stock_id,"
+        sql("INSERT INTO released_order_items (id, order_id, product_id, stock_id,"
              " price_per_unit) SELECT id, order_id, product_id, stock_id, price_per_unit"
              " FROM order_items WHERE order_id = :o"), {"o": order.id},
     )
-    session.execute(text("DELETE FROM order_items WHERE order_id = :o"), {"o": order.id})
+    session.execute(sql("DELETE FROM order_items WHERE order_id = :o"), {"o": order.id})
     session.execute(
-        text("UPDATE product_stocks SET order_id = NULL WHERE order_id = :o AND NOT is_sold"),
+        sql("UPDATE product_stocks SET order_id = NULL WHERE order_id = :o AND NOT is_sold"),
         {"o": order.id},
     )
     vouchers.release_order_voucher(session, order.id)
-    session.execute(text("UPDATE orders SET status = :s, payment_number = NULL WHERE id = :o"),
+    session.execute(sql("UPDATE orders SET status = :s, payment_number = NULL WHERE id = :o"),
                     {"s": status, "o": order.id})
     if order.payment_method == "qris":
         effects.add(topics.UPDATE_PAYMENT_QR, {"kind": "order", "id": order.id, "state": status})
@@ -261,7 +262,7 @@ def expire_order(engine: Engine, order_id: int, status: str = "expired",
     with unit_of_work(engine) as uow:
         uow.set_actor(actor_id, "user" if actor_id else "system", {"reason": reason})
         session = uow.session
-        user_id = session.execute(text("SELECT user_id FROM orders WHERE id = :o"),
+        user_id = session.execute(sql("SELECT user_id FROM orders WHERE id = :o"),
                                   {"o": order_id}).scalar()
         if user_id is None:
             return Outcome({"status": "unknown", "changed": False})
@@ -287,7 +288,7 @@ def cancel_own_order(engine: Engine, user_id: int, order_id: int | None = None) 
     """A shopper cancels their pending order (their only one when `order_id` is None)."""
     with engine.connect() as conn:
         found = conn.execute(
-            text("SELECT id FROM orders WHERE user_id = :u AND status = 'pending'"
+            sql("SELECT id FROM orders WHERE user_id = :u AND status = 'pending'"
                  " AND (CAST(:o AS int) IS NULL OR id = :o)"), {"u": user_id, "o": order_id},
         ).scalar()
     if found is None:
@@ -299,7 +300,7 @@ def due_orders(engine: Engine, now: datetime | None = None, limit: int = 500) ->
     """Pending orders past their expiry (the beat sweep's backstop list); locks nothing."""
     with engine.connect() as conn:
         return list(conn.execute(
-            text("SELECT id FROM orders WHERE status = 'pending' AND expires_at <= :now"
+            sql("SELECT id FROM orders WHERE status = 'pending' AND expires_at <= :now"
                  " ORDER BY expires_at LIMIT :n"),
             {"now": now or datetime.now(UTC), "n": limit},
         ).scalars())
@@ -311,8 +312,8 @@ def rollup_sold_counts(engine: Engine) -> int:
     Deleting the deltas and adding them happen in one statement, so a delta is counted once.
     """
     with engine.begin() as conn:
-        conn.execute(text("SELECT set_config('quickcart.actor_type', 'system', true)"))
-        result = conn.execute(text(
+        conn.execute(sql("SELECT set_config('quickcart.actor_type', 'system', true)"))
+        result = conn.execute(sql(
             "WITH moved AS (DELETE FROM sold_count_deltas RETURNING product_id, quantity),"
             " sums AS (SELECT product_id, sum(quantity) AS q FROM moved GROUP BY product_id)"
             " UPDATE products p SET sold_count = p.sold_count + sums.q FROM sums"

@@ -83,7 +83,7 @@ def test_first_deliveries_are_not_counted(task_redis: redis.Redis) -> None:
     task_id = f"probe-{uuid.uuid4().hex}"
     assert _deliver(task_id, redelivered=False) == task_id
     assert task_redis.get(f"delivery:{task_id}") is None
-    assert RUNS == [task_id]
+    assert [task_id] == RUNS
 
 
 def test_a_message_that_keeps_coming_back_is_parked(task_redis: redis.Redis) -> None:
@@ -94,7 +94,7 @@ def test_a_message_that_keeps_coming_back_is_parked(task_redis: redis.Redis) -> 
             assert _deliver(task_id, redelivered=True) == task_id
         parked = _deliver(task_id, redelivered=True)  # delivery MAX + 1
         assert parked == {"status": "poison", "deliveries": MAX_DELIVERIES + 1}
-        assert RUNS == [task_id] * MAX_DELIVERIES
+        assert [task_id] * MAX_DELIVERIES == RUNS
         assert f"tests.poison_probe:{task_id}" in task_redis.lrange(
             DEAD_LETTER_KEY, 0, -1)
     finally:
