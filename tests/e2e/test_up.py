@@ -119,11 +119,16 @@ def test_up_runs_the_whole_shop_and_ctrl_c_stops_it(up: Up) -> None:
     flower = f"http://127.0.0.1:{up.ports['flower']}"
     assert _status(flower + "/api/workers") == 401, "Flower requires basic auth"
     auth = ("ops", "flower-test-pass")
-    workers = wait_until(lambda: httpx.get(flower + "/api/workers", params={"refresh": 1},
-                                           auth=auth, timeout=20).json(),
-                         what="Flower workers", timeout=60)
-    names = " ".join(workers)
-    assert "main@" in names and "payments@" in names and "bulk@" in names
+
+    def all_workers_seen() -> bool:
+        # A refresh is a broadcast with a one-second reply window: on a busy machine a worker
+        # can miss one, so ask again until every worker of `up` has answered.
+        names = " ".join(httpx.get(flower + "/api/workers", params={"refresh": 1}, auth=auth,
+                                   timeout=20).json())
+        return "main@" in names and "payments@" in names and "bulk@" in names
+
+    wait_until(all_workers_seen, what="Flower listing the main, payments and bulk workers",
+               timeout=60)
     tasks = wait_until(
         lambda: [t for t in httpx.get(flower + "/api/tasks", auth=auth, timeout=10).json()
                  .values() if t.get("name") == "quickcart.create_order"],
