@@ -3,6 +3,7 @@ scripted shopper buys and receives the key, Flower shows the tasks, Ctrl-C leave
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -84,7 +85,18 @@ def up(tmp_path: Path) -> Iterator[Up]:
         yield runner
     finally:
         if runner.proc.poll() is None:
-            os.killpg(runner.proc.pid, signal.SIGKILL)
+            # `up` starts each component in a session of its own, so killing its group would
+            # orphan them (after a failed assertion): stop it as Ctrl-C does, then kill
+            # whatever it left.
+            children = runner.descendants()
+            runner.proc.send_signal(signal.SIGINT)
+            try:
+                runner.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(runner.proc.pid, signal.SIGKILL)
+            for child in children:
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
         subprocess.run([sys.executable, "-m", "quickcart.cli", "services", "stop"], cwd=ROOT,
                        env=runner.env, capture_output=True, timeout=60)
 
