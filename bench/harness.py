@@ -251,18 +251,14 @@ class Stack:
             wait_until(answering, what=f"worker {name}", timeout=90, interval=0.2)
         return proc
 
-    def start_beat(self, wait: bool = True) -> Proc:
-        """`celery beat`; with `wait`, returns once a worker received its first every-second
-        task: beat has finished starting (a second or two of CPU that would otherwise land in
-        the first measurement)."""
+    def start_beat(self) -> Proc:
+        """`celery beat`; returns once a worker received its first every-second task: beat has
+        finished starting (a second or two of CPU that would otherwise land in the first
+        measurement)."""
         from bench.events import TaskWatcher
 
         argv = [sys.executable, "-m", "celery", "-A", "workers.app", "beat",
                 "-s", str(self.tmp / "beat-schedule"), "--pidfile=", "-l", "warning"]
-        if not wait:
-            proc = Proc("beat", argv, self.env, self.tmp / "beat.log")
-            self.procs.append(proc)
-            return proc
         assert self.client is not None
         with TaskWatcher(self.client, wait_first_event=False) as watcher:
             proc = Proc("beat", argv, self.env, self.tmp / "beat.log")

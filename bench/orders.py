@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from bench.common import Report, intent_key, percentile, raw_baseline
 from bench.events import TaskWatcher
@@ -53,6 +53,18 @@ class _Intent:
     user_id: int
     key: str
     sent_at: float
+
+
+def _recorded(conn: Connection, intents: dict[str, _Intent]) -> dict[str, str]:
+    """Of these in-flight intents (by task id), those whose outcome is recorded: task id →
+    status. The fallback for a completion whose task event was lost."""
+    by_key = {intent.key: task_id for task_id, intent in intents.items()}
+    if not by_key:
+        return {}
+    found = {by_key[key]: status or "?"
+             for key, status in conn.execute(_RECORDED_SQL, {"k": list(by_key)}).all()}
+    conn.commit()
+    return found
 
 
 def drive(stack: Stack, users: list[int], product_id: int, *, concurrency: int, total: int,
@@ -110,13 +122,11 @@ def drive(stack: Stack, users: list[int], product_id: int, *, concurrency: int, 
             if time.monotonic() - last_check > 1:
                 last_check = time.monotonic()
                 stack.check_alive()
-                old = {i.key: tid for tid, i in inflight.items()
+                old = {tid: i for tid, i in inflight.items()
                        if time.perf_counter() - i.sent_at > 2}
-                if old:
-                    for key, status in conn.execute(_RECORDED_SQL, {"k": list(old)}).all():
-                        lost += 1
-                        complete(old[key], status or "?", time.perf_counter())
-                    conn.commit()
+                for task_id, status in _recorded(conn, old).items():
+                    lost += 1
+                    complete(task_id, status, time.perf_counter())
         t_end = time.perf_counter()
         # Let the shoppers still in flight finish, so the next run starts clean.
         deadline = time.monotonic() + 60
@@ -124,12 +134,10 @@ def drive(stack: Stack, users: list[int], product_id: int, *, concurrency: int, 
             finished = watcher.get(timeout=0.2)
             if finished is not None:
                 inflight.pop(finished.task_id, None)
-            keys = {i.key: tid for tid, i in inflight.items()}
-            if keys and time.monotonic() - last_check > 1:
+            if time.monotonic() - last_check > 1:
                 last_check = time.monotonic()
-                for key, _status in conn.execute(_RECORDED_SQL, {"k": list(keys)}).all():
-                    inflight.pop(keys[key], None)
-                conn.commit()
+                for task_id in _recorded(conn, inflight):
+                    inflight.pop(task_id, None)
     measured = len(latencies)
     return DriveResult(measured, t_end - t_start if t_start else 0.0, latencies, statuses,
                        lost)
