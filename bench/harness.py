@@ -399,6 +399,12 @@ class Stack:
         with self.main.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM (ANALYZE) product_stocks")
 
+    def wait_audit_shipped(self, timeout: float = 300) -> None:
+        """Until the audit shipper has moved every captured change to the audit DB (so a
+        phase's CPU figures include shipping its own audit rows)."""
+        wait_until(lambda: self.q("SELECT count(*) FROM audit_outbox") == 0,
+                   what="audit outbox shipped", timeout=timeout, interval=0.1)
+
     def vacuum(self) -> None:
         """ANALYZE after seeding, so plans are those of a live shop."""
         assert self.main is not None

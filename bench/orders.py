@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 
 from bench.common import Report, intent_key, percentile, raw_baseline
+from bench.cpu import measured
 from bench.events import TaskWatcher
 from bench.harness import Proc, Stack, wait_until
 
@@ -143,6 +144,35 @@ def drive(stack: Stack, users: list[int], product_id: int, *, concurrency: int, 
                        lost)
 
 
+def drive_floor(stack: Stack, *, concurrency: int, total: int) -> DriveResult:
+    """Celery's own cost of an intent: a closed loop of no-op tasks (the built-in
+    `celery.accumulate`) through the orders worker, enqueued as `drive` enqueues intents and
+    timed by the same task events. A completion whose event was lost counts after 5 s."""
+    assert stack.client is not None
+    inflight: dict[str, float] = {}
+    latencies: list[float] = []
+    sent = lost = 0
+    with TaskWatcher(stack.client) as watcher:
+        t_start = time.perf_counter()
+        while len(latencies) + lost < total:
+            while len(inflight) < concurrency and sent < total:
+                task = stack.client.send_task("celery.accumulate", args=(1,), queue="orders")
+                inflight[str(task.id)] = time.perf_counter()
+                sent += 1
+            finished = watcher.get(timeout=0.5)
+            while finished is not None:
+                started = inflight.pop(finished.task_id, None)
+                if started is not None:
+                    latencies.append(finished.at - started)
+                finished = watcher.get(timeout=0)
+            for task_id, started in list(inflight.items()):
+                if time.perf_counter() - started > 5:
+                    del inflight[task_id]
+                    lost += 1
+        seconds = time.perf_counter() - t_start
+    return DriveResult(len(latencies), seconds, latencies, {"succeeded": len(latencies)}, lost)
+
+
 def start_shop(stack: Stack, concurrency: int = 8, dedicated_audit: bool = False,
                notify: bool = True) -> None:
     """Workers as a small deployment runs them: orders/payments; deliveries and messages on
@@ -187,6 +217,13 @@ def drain_deliveries(stack: Stack, notifier: Proc | None = None) -> tuple[int, f
     return waiting, seconds
 
 
+def _add_cpu(report: Report, phase: str, ms: dict[str, float]) -> None:
+    """CPU per order by process group, and its total."""
+    for group, value in sorted(ms.items(), key=lambda item: -item[1]):
+        report.add(f"cpu_ms_per_order_{phase}_{group}", value, f"  CPU per order, {group}", "ms")
+    report.add(f"cpu_ms_per_order_{phase}_total", sum(ms.values()), "  CPU per order, total", "ms")
+
+
 def run(size: int, as_json: bool, levels: tuple[int, ...] = (8, 32)) -> Report:
     report = Report("orders")
     warmup = max(20, size // 10)
@@ -205,21 +242,28 @@ def run(size: int, as_json: bool, levels: tuple[int, ...] = (8, 32)) -> Report:
         stack.log(f"raw-SQL baseline: {baseline_n} orders on 8 connections")
         assert stack.main is not None
         stack.vacuum_stock()
-        base = raw_baseline(stack.main, base_users, PRODUCT, PRICE, orders=baseline_n)
+        with measured(stack) as base_cpu:
+            base = raw_baseline(stack.main, base_users, PRODUCT, PRICE, orders=baseline_n)
+            stack.wait_audit_shipped()
         report.add("baseline_orders_per_s", base, "baseline: raw SQL, 8 connections", "orders/s")
+        _add_cpu(report, "baseline", base_cpu.ms_per(baseline_n))
         stack.vacuum_stock()
         hot = raw_baseline(stack.main, base_users, PRODUCT, PRICE, orders=baseline_n,
                            hot_row=True)
+        stack.wait_audit_shipped()
         report.add("baseline_hot_row_orders_per_s", hot,
                    "baseline with naive hot-row sold_count UPDATE", "orders/s")
         report.add("hot_row_ratio", hot / base, "  hot-row / delta baseline", "x")
 
         rates: dict[int, float] = {}
+        app_ms: dict[str, float] = {}
         for level in levels:
             stack.log(f"app: {size} orders at {level} in flight (+{warmup} warm-up)")
             stack.vacuum_stock()
-            result = drive(stack, app_users, PRODUCT, concurrency=level, total=size,
-                           warmup=warmup)
+            with measured(stack) as app_cpu:
+                result = drive(stack, app_users, PRODUCT, concurrency=level, total=size,
+                               warmup=warmup)
+                stack.wait_audit_shipped()
             rates[level] = result.rate
             if level == levels[0]:
                 # The machine's speed drifts over minutes, so the baseline brackets the level
@@ -233,6 +277,10 @@ def run(size: int, as_json: bool, levels: tuple[int, ...] = (8, 32)) -> Report:
                        "  intent -> result + delivery published, p50", "ms")
             report.add(f"app_latency_p99_ms_c{level}", percentile(result.latencies, 99) * 1000,
                        "  p99", "ms")
+            if level == levels[0]:
+                # The whole level, warm-up and wind-down included, over the intents it sent.
+                app_ms = app_cpu.ms_per(size + warmup + level)
+                _add_cpu(report, f"app_c{level}", app_ms)
             if set(result.statuses) != {"paid"}:
                 report.note(f"statuses at {level}: {result.statuses}")
             if result.events_lost:
@@ -241,6 +289,13 @@ def run(size: int, as_json: bool, levels: tuple[int, ...] = (8, 32)) -> Report:
             drained, seconds = drain_deliveries(stack)
             report.add(f"drain_deliveries_per_s_c{level}", drained / seconds if seconds else 0,
                        "  then the notify worker delivered the backlog at", "deliveries/s")
+        stack.log(f"Celery's floor: {size} no-op tasks at {levels[0]} in flight")
+        with measured(stack) as floor_cpu:
+            floor = drive_floor(stack, concurrency=levels[0], total=size + warmup)
+        report.add("floor_tasks_per_s", floor.rate,
+                   f"Celery alone: no-op tasks, {levels[0]} in flight, orders worker",
+                   "tasks/s")
+        _add_cpu(report, "floor", floor_cpu.ms_per(size + warmup))
         stack.log(f"app: {size} orders at {levels[0]} in flight, delivery worker running")
         notifier = start_notify(stack)
         stack.vacuum_stock()
@@ -266,6 +321,12 @@ def run(size: int, as_json: bool, levels: tuple[int, ...] = (8, 32)) -> Report:
         report.add("ratio_app_c8_vs_baseline", ratio,
                    f"app@{low} / baseline (mean of before and after)", "x")
         report.check("target_app_ge_half_baseline", ratio >= 0.5, "target: app >= 0.5 x baseline")
+        base_ms = base_cpu.ms_per(baseline_n)
+        if app_ms.get("postgres") and base_ms.get("postgres"):
+            # Where the workers have cores of their own, PostgreSQL is what the rate is bound by.
+            report.add("ratio_postgres_cpu_baseline_vs_app",
+                       base_ms["postgres"] / app_ms["postgres"],
+                       "  PostgreSQL CPU/order, baseline / app (not the target)", "x")
         scale = rates[high] / rates[low] if rates[low] else 0.0
         report.add("ratio_c32_vs_c8", scale, f"app@{high} / app@{low}", "x")
         report.check("target_c32_ge_0_8_c8", scale >= 0.8, "target: rate@32 >= 0.8 x rate@8")

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from quickcart.db.sql import sql
+from quickcart.db.sql import run
 
 
 def claim(session: Session, key: str, scope: str,
@@ -24,21 +24,18 @@ def claim(session: Session, key: str, scope: str,
     if first is not None:
         statement = f"{first[0]}; {statement}"
         params = {**first[1], **params}
-    inserted = session.execute(sql(statement), params).scalar()
+    inserted = run(session, statement, params).scalar()
     if inserted is not None:
         return None
-    result = session.execute(
-        sql("SELECT result FROM idempotency_keys WHERE key = :k"), {"k": key}
-    ).scalar()
+    result = run(session, "SELECT result FROM idempotency_keys WHERE key = :k",
+                 {"k": key}).scalar()
     return dict(result) if result else {"status": "done"}
 
 
 def record(session: Session, key: str, result: dict[str, Any]) -> None:
     """Store the outcome of the intent that claimed `key` (same transaction as the effect)."""
-    session.execute(
-        sql("UPDATE idempotency_keys SET result = CAST(:r AS jsonb) WHERE key = :k"),
-        {"k": key, "r": _json(result)},
-    )
+    run(session, "UPDATE idempotency_keys SET result = CAST(:r AS jsonb) WHERE key = :k",
+        {"k": key, "r": _json(result)})
 
 
 def _json(value: dict[str, Any]) -> str:

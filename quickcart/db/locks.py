@@ -12,61 +12,47 @@ products is never locked on the purchase path: sold_count moves through sold_cou
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
-from quickcart.db.sql import sql
+from quickcart.db.sql import Record, run
 
 
-def lock_user(session: Session, user_id: int) -> Row[Any] | None:
+def lock_user(session: Session, user_id: int) -> Record | None:
     """Lock the user row (balance, role, ban flag) for the rest of the transaction."""
-    return session.execute(
-        sql("SELECT * FROM users WHERE id = :id FOR UPDATE"), {"id": user_id}
-    ).first()
+    return run(session, "SELECT * FROM users WHERE id = :id FOR UPDATE", {"id": user_id}).first()
 
 
-def lock_order(session: Session, order_id: int) -> Row[Any] | None:
+def lock_order(session: Session, order_id: int) -> Record | None:
     """Lock one order by id; its status can then be checked and moved safely."""
-    return session.execute(
-        sql("SELECT * FROM orders WHERE id = :id FOR UPDATE"), {"id": order_id}
-    ).first()
+    return run(session, "SELECT * FROM orders WHERE id = :id FOR UPDATE",
+               {"id": order_id}).first()
 
 
-def lock_deposit(session: Session, deposit_id: int) -> Row[Any] | None:
+def lock_deposit(session: Session, deposit_id: int) -> Record | None:
     """Lock one deposit by id."""
-    return session.execute(
-        sql("SELECT * FROM deposits WHERE id = :id FOR UPDATE"), {"id": deposit_id}
-    ).first()
+    return run(session, "SELECT * FROM deposits WHERE id = :id FOR UPDATE",
+               {"id": deposit_id}).first()
 
 
-def lock_voucher(session: Session, code: str) -> Row[Any] | None:
+def lock_voucher(session: Session, code: str) -> Record | None:
     """Lock a voucher by code: concurrent redeemers of one code queue here, one wins."""
-    return session.execute(
-        sql("SELECT * FROM vouchers WHERE code = :c FOR UPDATE"), {"c": code}
-    ).first()
+    return run(session, "SELECT * FROM vouchers WHERE code = :c FOR UPDATE", {"c": code}).first()
 
 
 def take_free_units(session: Session, product_id: int, quantity: int) -> list[uuid.UUID]:
     """Lock up to `quantity` free units of a product, skipping units other buyers hold."""
-    return list(
-        session.execute(
-            sql(
-                "SELECT id FROM product_stocks"
-                " WHERE product_id = :p AND NOT is_sold AND order_id IS NULL"
-                " ORDER BY created_at, id LIMIT :n FOR UPDATE SKIP LOCKED"
-            ),
-            {"p": product_id, "n": quantity},
-        ).scalars()
-    )
+    return run(
+        session,
+        "SELECT id FROM product_stocks"
+        " WHERE product_id = :p AND NOT is_sold AND order_id IS NULL"
+        " ORDER BY created_at, id LIMIT :n FOR UPDATE SKIP LOCKED",
+        {"p": product_id, "n": quantity},
+    ).scalars()
 
 
 def lock_order_units(session: Session, order_id: int) -> list[uuid.UUID]:
     """Lock the units reserved for an order, in primary-key order."""
-    return list(
-        session.execute(
-            sql("SELECT id FROM product_stocks WHERE order_id = :o ORDER BY id FOR UPDATE"),
-            {"o": order_id},
-        ).scalars()
-    )
+    return run(session,
+               "SELECT id FROM product_stocks WHERE order_id = :o ORDER BY id FOR UPDATE",
+               {"o": order_id}).scalars()

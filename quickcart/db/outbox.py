@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from quickcart.db.sql import sql
+from quickcart.db.sql import run, sql
 from quickcart.logs import current_correlation_id
 
 LEASE_SECONDS = 30
@@ -51,9 +51,10 @@ def add_many(session: Session, rows: list[tuple[str, str, dict[str, Any]]]) -> l
         values.append(f"(:t{i}, :q{i}, CAST(:p{i} AS jsonb), :c)")
         params.update({f"t{i}": topic, f"q{i}": queue,
                        f"p{i}": json.dumps(payload, default=str)})
-    stored = session.execute(
-        sql("INSERT INTO outbox (topic, queue, payload, correlation_id) VALUES "
-             + ", ".join(values) + " RETURNING id, topic, queue, payload, correlation_id"),
+    stored = run(
+        session,
+        "INSERT INTO outbox (topic, queue, payload, correlation_id) VALUES "
+        + ", ".join(values) + " RETURNING id, topic, queue, payload, correlation_id",
         params,
     ).all()
     return [OutboxMessage(r.id, r.topic, r.queue, dict(r.payload), r.correlation_id)
@@ -99,10 +100,8 @@ def mark_published(engine: Engine, ids: list[int]) -> None:
     publishes the rows again, which idempotent consumers absorb, so the fsync buys nothing."""
     if ids:
         with engine.begin() as conn:
-            conn.execute(
-                sql("SET LOCAL synchronous_commit = off;"
-                     " UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)"), {"ids": ids}
-            )
+            run(conn, "SET LOCAL synchronous_commit = off;"
+                " UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)", {"ids": ids})
 
 
 def publish_now(engine: Engine, publish: Publisher, messages: list[OutboxMessage]) -> int:

@@ -1,10 +1,22 @@
-"""Textual SQL built once per distinct statement."""
+"""Textual SQL built once per distinct statement, and a lean way to run it on the hot paths."""
 
 from __future__ import annotations
 
+from collections import namedtuple
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import TextClause, text
+import psycopg2
+from sqlalchemy import Connection, TextClause, text
+from sqlalchemy.dialects.postgresql import psycopg2 as pg_psycopg2
+from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound
+from sqlalchemy.orm import Session
+
+#: A row from `run`: a named tuple (attribute and index access, like SQLAlchemy's Row).
+Record = Any
+
+_DIALECT = pg_psycopg2.dialect()
 
 
 @lru_cache(maxsize=2048)
@@ -13,3 +25,93 @@ def sql(statement: str) -> TextClause:
     every call (about 0.1 ms), which the hot paths (a purchase runs a dozen statements) repeat
     for the same few strings. TextClause is immutable, so one object serves every thread."""
     return text(statement)
+
+
+@lru_cache(maxsize=1024)
+def _record_type(names: tuple[str, ...]) -> Any:
+    """A named-tuple type for these column names (a repeated or odd name becomes `_1`…)."""
+    return namedtuple("Record", names, rename=True)
+
+
+@lru_cache(maxsize=2048)
+def _driver_sql(statement: str) -> str:
+    """The statement as psycopg2 takes it (`:name` → `%(name)s`, `%` → `%%`), compiled by
+    SQLAlchemy's own psycopg2 dialect: the very string `session.execute` would send."""
+    return str(sql(statement).compile(dialect=_DIALECT))
+
+
+class Rows:
+    """What a statement returned: the part of SQLAlchemy's Result the hot paths use."""
+
+    __slots__ = ("_rows", "rowcount")
+
+    def __init__(self, rows: list[Record], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def all(self) -> list[Record]:
+        """Every row."""
+        return self._rows
+
+    def first(self) -> Record | None:
+        """The first row, or None."""
+        return self._rows[0] if self._rows else None
+
+    def one(self) -> Record:
+        """The only row; raises as SQLAlchemy's Result.one does otherwise."""
+        if not self._rows:
+            raise NoResultFound("No row was found when one was required")
+        if len(self._rows) > 1:
+            raise MultipleResultsFound("Multiple rows were found when exactly one was required")
+        return self._rows[0]
+
+    def scalar(self) -> Any:
+        """The first column of the first row, or None."""
+        return self._rows[0][0] if self._rows else None
+
+    def scalar_one(self) -> Any:
+        """The first column of the only row."""
+        return self.one()[0]
+
+    def scalars(self) -> list[Any]:
+        """The first column of every row."""
+        return [row[0] for row in self._rows]
+
+
+def run(target: Session | Connection, statement: str,
+        params: Mapping[str, Any] | None = None) -> Rows:
+    """Run one statement in `target`'s transaction straight on its psycopg2 connection.
+
+    The same SQL, parameters, transaction and errors as `target.execute(sql(statement))`, at
+    about a quarter of the CPU: SQLAlchemy's execution context and result objects cost some
+    70 µs a statement, which the purchase path (a dozen statements, many purchases a second)
+    pays in full. Errors are raised as SQLAlchemy's exceptions (IntegrityError,
+    OperationalError, …), and a lost connection is invalidated as SQLAlchemy would, so callers
+    and the retry policy see no difference. Engine cursor events still fire, for observers."""
+    conn = target.connection() if isinstance(target, Session) else target
+    dbapi_conn = conn.connection.dbapi_connection
+    assert dbapi_conn is not None
+    driver_sql = _driver_sql(statement)
+    bound = dict(params) if params else {}
+    cursor = dbapi_conn.cursor()
+    # Observers (statement counters, tracing) see every statement, as SQLAlchemy checks it.
+    observed = conn._has_events or conn.engine._has_events
+    try:
+        if observed:
+            conn.dispatch.before_cursor_execute(conn, cursor, driver_sql, bound, None, False)
+        cursor.execute(driver_sql, bound)
+        rows: list[Record] = []
+        if cursor.description is not None:
+            make = _record_type(tuple(column[0] for column in cursor.description))._make
+            rows = [make(row) for row in cursor.fetchall()]
+        if observed:
+            conn.dispatch.after_cursor_execute(conn, cursor, driver_sql, bound, None, False)
+        return Rows(rows, cursor.rowcount)
+    except psycopg2.Error as exc:
+        lost = conn.dialect.is_disconnect(exc, dbapi_conn, cursor)
+        if lost:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(driver_sql, bound, exc, psycopg2.Error,
+                                  connection_invalidated=lost, dialect=conn.dialect) from exc
+    finally:
+        cursor.close()

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from quickcart.db.sql import sql
+from quickcart.db.sql import run
 
 _PENDING = "quickcart.flush_before_commit"  # key in Session.info
 
@@ -54,7 +54,7 @@ class UnitOfWork:
                   context: dict[str, Any] | None = None) -> None:
         """Tell the audit triggers who acts in this transaction (SET LOCAL: ends with it)."""
         statement, params = actor_statement(actor_id, actor_type, context)
-        self.session.execute(sql(statement), params)
+        run(self.session, statement, params)
 
     def commit(self) -> None:
         """Flush what was buffered for this transaction (outbox rows), then commit it once."""

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
-from quickcart.db.sql import sql
+from quickcart.db.sql import run
 from quickcart.domain.errors import ShopError
 
 
@@ -27,23 +27,20 @@ def move_balance(
     ledger's unique (reason, reference) makes a repeated move of the same reference fail.
     """
     # The guard in WHERE refuses an overdraft without a round trip to read the balance first.
-    new_balance: Decimal | None = session.execute(
-        sql(
-            "UPDATE users SET account_balance = account_balance + :a"
-            " WHERE id = :u AND account_balance + :a >= 0 RETURNING account_balance"
-        ),
+    new_balance: Decimal | None = run(
+        session,
+        "UPDATE users SET account_balance = account_balance + :a"
+        " WHERE id = :u AND account_balance + :a >= 0 RETURNING account_balance",
         {"a": amount, "u": user_id},
     ).scalar()
     if new_balance is None:
-        balance = session.execute(
-            sql("SELECT account_balance FROM users WHERE id = :u"), {"u": user_id}
-        ).scalar_one()
+        balance = run(session, "SELECT account_balance FROM users WHERE id = :u",
+                      {"u": user_id}).scalar_one()
         raise ShopError("insufficient_balance", balance=str(balance), needed=str(-amount))
-    session.execute(
-        sql(
-            "INSERT INTO balance_ledger (user_id, amount, reason, reference_type, reference_id,"
-            " actor_id, note) VALUES (:u, :a, :r, :rt, :ri, :actor, :note)"
-        ),
+    run(
+        session,
+        "INSERT INTO balance_ledger (user_id, amount, reason, reference_type, reference_id,"
+        " actor_id, note) VALUES (:u, :a, :r, :rt, :ri, :actor, :note)",
         {"u": user_id, "a": amount, "r": reason, "rt": reference_type, "ri": reference_id,
          "actor": actor_id, "note": note},
     )
@@ -52,12 +49,9 @@ def move_balance(
 
 def ledger_has(session: Session, reason: str, reference_type: str, reference_id: str) -> bool:
     """Whether this exact balance move already happened (the retry-safe check)."""
-    return bool(
-        session.execute(
-            sql(
-                "SELECT 1 FROM balance_ledger WHERE reason = :r AND reference_type = :rt"
-                " AND reference_id = :ri"
-            ),
-            {"r": reason, "rt": reference_type, "ri": reference_id},
-        ).scalar()
-    )
+    return bool(run(
+        session,
+        "SELECT 1 FROM balance_ledger WHERE reason = :r AND reference_type = :rt"
+        " AND reference_id = :ri",
+        {"r": reason, "rt": reference_type, "ri": reference_id},
+    ).scalar())

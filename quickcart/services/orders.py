@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, Row
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from quickcart.config import get_settings
 from quickcart.db import idempotency, locks
 from quickcart.db.outbox import OutboxMessage
-from quickcart.db.sql import sql
+from quickcart.db.sql import Record, run, sql
 from quickcart.db.uow import actor_statement, unit_of_work
 from quickcart.domain.codes import new_invoice_id
 from quickcart.domain.errors import ShopError
@@ -120,12 +120,13 @@ def _check(session: Session, cmd: CreateOrder, now: datetime) -> _Plan:
         raise ShopError("user_banned")
     # A statement of its own after the lock: in READ COMMITTED it sees a pending order that a
     # concurrent intent of this user committed while we waited for the lock.
-    found = session.execute(
-        sql("SELECT p.name, p.is_active, p.customer_price, p.reseller_price,"
-             " o.invoice_id, o.total_bill, o.expires_at"
-             " FROM (SELECT 1) AS one"
-             " LEFT JOIN products p ON p.id = :p"
-             " LEFT JOIN orders o ON o.user_id = :u AND o.status = 'pending'"),
+    found = run(
+        session,
+        "SELECT p.name, p.is_active, p.customer_price, p.reseller_price,"
+        " o.invoice_id, o.total_bill, o.expires_at"
+        " FROM (SELECT 1) AS one"
+        " LEFT JOIN products p ON p.id = :p"
+        " LEFT JOIN orders o ON o.user_id = :u AND o.status = 'pending'",
         {"u": cmd.user_id, "p": cmd.product_id},
     ).one()
     if found.invoice_id is not None:
@@ -155,23 +156,23 @@ def _apply(session: Session, effects: Effects, cmd: CreateOrder, plan: _Plan,
     """Write the checked order: order, items, units reserved; paid at once for balance."""
     bill = plan.bill
     expires_at = now + timedelta(minutes=get_settings().order_expiry_minutes)
-    order = session.execute(
-        sql(
-            "INSERT INTO orders (invoice_id, user_id, subtotal, voucher_discount, payment_fee,"
-            " total_bill, payment_method, expires_at, fee_estimate)"
-            " VALUES (:inv, :u, :sub, :disc, :fee, :total, :m, :exp, :fee) RETURNING *"
-        ),
+    order = run(
+        session,
+        "INSERT INTO orders (invoice_id, user_id, subtotal, voucher_discount, payment_fee,"
+        " total_bill, payment_method, expires_at, fee_estimate)"
+        " VALUES (:inv, :u, :sub, :disc, :fee, :total, :m, :exp, :fee) RETURNING *",
         {"inv": new_invoice_id("QC", now), "u": cmd.user_id, "sub": bill.subtotal,
          "disc": bill.voucher_discount, "fee": bill.payment_fee, "total": bill.total,
          "m": cmd.payment_method, "exp": expires_at},
     ).one()
     # One statement: the units point at the order, then the items at the units (the composite
     # key from item to unit is checked at the end of the statement, after both).
-    session.execute(
-        sql("WITH reserved AS (UPDATE product_stocks SET order_id = :o"
-             " WHERE id = ANY(CAST(:ids AS uuid[])) RETURNING id)"
-             " INSERT INTO order_items (order_id, product_id, stock_id, price_per_unit)"
-             " SELECT :o, :p, id, :price FROM reserved"),
+    run(
+        session,
+        "WITH reserved AS (UPDATE product_stocks SET order_id = :o"
+        " WHERE id = ANY(CAST(:ids AS uuid[])) RETURNING id)"
+        " INSERT INTO order_items (order_id, product_id, stock_id, price_per_unit)"
+        " SELECT :o, :p, id, :price FROM reserved",
         {"o": order.id, "p": cmd.product_id, "ids": plan.units, "price": plan.price},
     )
     if plan.voucher_id is not None:
@@ -200,20 +201,21 @@ def _apply(session: Session, effects: Effects, cmd: CreateOrder, plan: _Plan,
     }
 
 
-def settle_paid(session: Session, effects: Effects, order: Row[Any], now: datetime,
+def settle_paid(session: Session, effects: Effects, order: Record, now: datetime,
                 amount_paid: Any, has_voucher: bool = True) -> None:
     """Mark a pending order paid: units sold, sales counted, voucher used, delivery queued.
 
     The caller holds the user and order locks; the order's units are reserved to it, so only
     this transaction touches them. `has_voucher=False` (known at creation) skips the voucher.
     """
-    session.execute(
-        sql("WITH sold AS (UPDATE product_stocks SET is_sold = true WHERE order_id = :o"
-             " RETURNING product_id),"
-             " counted AS (INSERT INTO sold_count_deltas (product_id, quantity, order_id)"
-             " SELECT product_id, count(*), :o FROM sold GROUP BY product_id)"
-             " UPDATE orders SET status = 'paid', paid_at = :now, amount_paid = :paid,"
-             " payment_number = NULL WHERE id = :o"),
+    run(
+        session,
+        "WITH sold AS (UPDATE product_stocks SET is_sold = true WHERE order_id = :o"
+        " RETURNING product_id),"
+        " counted AS (INSERT INTO sold_count_deltas (product_id, quantity, order_id)"
+        " SELECT product_id, count(*), :o FROM sold GROUP BY product_id)"
+        " UPDATE orders SET status = 'paid', paid_at = :now, amount_paid = :paid,"
+        " payment_number = NULL WHERE id = :o",
         {"now": now, "paid": amount_paid, "o": order.id},
     )
     if has_voucher:
@@ -224,7 +226,7 @@ def settle_paid(session: Session, effects: Effects, order: Row[Any], now: dateti
     # Admins hear of sales in the periodic digest (quickcart.services.digest), not per order.
 
 
-def release_order(session: Session, effects: Effects, order: Row[Any], status: str) -> None:
+def release_order(session: Session, effects: Effects, order: Record, status: str) -> None:
     """Expire or cancel a pending order: items kept as history, units and voucher freed.
 
     The caller holds the user and order locks. Items leave order_items first: the composite key

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from quickcart.config import get_settings
 from quickcart.db import idempotency, locks
+from quickcart.db.sql import Record
 from quickcart.db.uow import unit_of_work
 from quickcart.domain.codes import new_invoice_id
 from quickcart.domain.errors import ShopError
@@ -70,7 +71,7 @@ class PaymentGateway(Protocol):
         """Close a transaction nobody will pay."""
 
 
-def _payable(row: Row[Any]) -> Decimal:
+def _payable(row: Record) -> Decimal:
     """The amount sent to the gateway: the bill before the gateway's fee."""
     return Decimal(row.total_bill - row.payment_fee)
 
@@ -86,7 +87,7 @@ def find_invoice(engine: Engine, invoice_id: str) -> tuple[str, Row[Any]] | None
     return None
 
 
-def _lock(session: Session, kind: str, row_id: int) -> Row[Any] | None:
+def _lock(session: Session, kind: str, row_id: int) -> Record | None:
     return (locks.lock_order if kind == "order" else locks.lock_deposit)(session, row_id)
 
 
@@ -137,7 +138,7 @@ def start_qris_payment(engine: Engine, gateway: PaymentGateway, kind: str, row_i
         return Outcome({"outcome": "qr_ready", "total": str(payable + fee)}, effects.messages)
 
 
-def _abandon(engine: Engine, kind: str, row: Row[Any], reason: str) -> Outcome:
+def _abandon(engine: Engine, kind: str, row: Record, reason: str) -> Outcome:
     """Cancel a pending row whose payment could not start, telling shopper and admins."""
     if kind == "order":
         outcome = orders.expire_order(engine, row.id, status="cancelled", reason=reason)
@@ -192,7 +193,7 @@ def confirm_payment(engine: Engine, gateway: PaymentGateway, invoice_id: str,
                        effects.messages)
 
 
-def _credit_late(session: Session, effects: Effects, kind: str, row: Row[Any]) -> str:
+def _credit_late(session: Session, effects: Effects, kind: str, row: Record) -> str:
     """Money arrived for an expired/cancelled row: credit it to the balance, exactly once."""
     if ledger_has(session, "late_payment", kind, row.invoice_id):
         return "already_credited"
@@ -271,7 +272,7 @@ def create_deposit(engine: Engine, user_id: int, amount: Decimal | int | str,
         return orders.reject(engine, user_id, idempotency_key, "create_deposit", refusal)
 
 
-def _settle_deposit(session: Session, effects: Effects, dep: Row[Any], now: datetime) -> None:
+def _settle_deposit(session: Session, effects: Effects, dep: Record, now: datetime) -> None:
     """Pending deposit paid: credit its amount (the fee went to the gateway), once."""
     session.execute(
         text("UPDATE deposits SET status = 'paid', paid_at = :now, amount_paid = total_bill,"

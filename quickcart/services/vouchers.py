@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
-from sqlalchemy import Engine, Row, text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from quickcart.config import get_settings
 from quickcart.db import locks
+from quickcart.db.sql import Record
 from quickcart.db.uow import unit_of_work
 from quickcart.domain.codes import new_voucher_code
 from quickcart.domain.errors import ShopError
@@ -71,7 +71,7 @@ def _require_admin(session: Session, actor_id: int) -> None:
         raise ShopError("not_admin")
 
 
-def hold_voucher(session: Session, user_id: int, code: str, now: datetime) -> Row[Any]:
+def hold_voucher(session: Session, user_id: int, code: str, now: datetime) -> Record:
     """Lock and validate a code for a new order of `user_id` (caller holds the user lock).
 
     Distinct refusals: unknown, used (or held by another pending order), expired, cooldown.

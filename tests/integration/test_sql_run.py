@@ -1,0 +1,87 @@
+"""`quickcart.db.sql.run` on real PostgreSQL: the same rows, transaction, errors and connection
+invalidation as `Session.execute`, which the purchase path relies on."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Engine, event, text
+from sqlalchemy.exc import IntegrityError, MultipleResultsFound, NoResultFound, OperationalError
+from sqlalchemy.orm import Session
+
+from quickcart.db.sql import run
+from tests.conftest import scalar
+
+
+def test_rows_read_like_sqlalchemy_rows(db: Engine) -> None:
+    with Session(bind=db) as session:
+        row = run(session, "SELECT CAST(:a AS numeric) AS amount, 'x%' AS pattern, :b AS b",
+                  {"a": Decimal("1500"), "b": 7}).one()
+        assert row.amount == Decimal("1500") and isinstance(row.amount, Decimal)
+        assert row.pattern == "x%"  # a literal % survives the driver's pyformat escaping
+        assert row[2] == 7 and row.b == 7
+        # Repeated column names do not break the named tuple (SQLAlchemy allows them too).
+        same = run(session, "SELECT set_config('qc.a', '1', true), set_config('qc.b', '2', true)")
+        assert tuple(same.one()) == ("1", "2")
+        assert run(session, "SELECT 1 WHERE false").first() is None
+        assert run(session, "SELECT 1 WHERE false").scalar() is None
+        assert run(session, "SELECT g FROM generate_series(1, 3) g").scalars() == [1, 2, 3]
+        with pytest.raises(NoResultFound):
+            run(session, "SELECT 1 WHERE false").one()
+        with pytest.raises(MultipleResultsFound):
+            run(session, "SELECT g FROM generate_series(1, 2) g").one()
+
+
+def test_runs_in_the_sessions_transaction(db: Engine) -> None:
+    with Session(bind=db) as session:
+        run(session, "INSERT INTO idempotency_keys (key, scope) VALUES (:k, 'test')", {"k": "a"})
+        # The session's own execute sees the row: one connection, one transaction.
+        assert session.execute(text("SELECT count(*) FROM idempotency_keys")).scalar() == 1
+        session.rollback()
+    assert scalar(db, "SELECT count(*) FROM idempotency_keys") == 0
+    with Session(bind=db) as session:
+        run(session, "INSERT INTO idempotency_keys (key, scope) VALUES (:k, 'test')", {"k": "b"})
+        session.commit()
+    assert scalar(db, "SELECT count(*) FROM idempotency_keys") == 1
+
+
+def test_errors_are_sqlalchemys(db: Engine) -> None:
+    with Session(bind=db) as session:
+        run(session, "INSERT INTO idempotency_keys (key, scope) VALUES ('k', 'test')")
+        with pytest.raises(IntegrityError) as caught:
+            run(session, "INSERT INTO idempotency_keys (key, scope) VALUES ('k', 'test')")
+        assert caught.value.orig is not None
+        assert getattr(caught.value.orig, "pgcode", None) == "23505"
+        assert not caught.value.connection_invalidated
+        session.rollback()
+        assert run(session, "SELECT 1").scalar() == 1  # the connection is still usable
+
+
+def test_a_lost_connection_is_invalidated_and_replaced(db: Engine) -> None:
+    with Session(bind=db) as session:
+        pid = run(session, "SELECT pg_backend_pid()").scalar()
+        with db.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        with pytest.raises(OperationalError) as caught:
+            run(session, "SELECT 1")
+        # What the task retry policy keys on (workers/base.py _transient_db_error).
+        assert caught.value.connection_invalidated
+        session.rollback()
+        # The pool hands out a new connection, not the dead one.
+        assert run(session, "SELECT pg_backend_pid()").scalar() != pid
+
+
+def test_cursor_events_still_fire(db: Engine) -> None:
+    seen: list[str] = []
+
+    def listen(conn: object, cursor: object, statement: str, *_: object) -> None:
+        seen.append(statement)
+
+    event.listen(db, "before_cursor_execute", listen)
+    try:
+        with Session(bind=db) as session:
+            run(session, "SELECT :a", {"a": 1})
+    finally:
+        event.remove(db, "before_cursor_execute", listen)
+    assert seen == ["SELECT %(a)s"]
