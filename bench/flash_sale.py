@@ -7,6 +7,7 @@ import time
 from sqlalchemy import text
 
 from bench.common import Report, intent_key, percentile
+from bench.cpu import snapshot
 from bench.harness import Stack, wait_until
 from bench.orders import PRICE, start_shop
 
@@ -45,6 +46,8 @@ def run(size: int, as_json: bool) -> Report:
         queue, _ids, messages = stack.build_messages("quickcart.create_order", [
             {"user_id": uid, "product_id": 1, "quantity": 1, "payment_method": "account_balance",
              "idempotency_key": key} for uid, key in zip(buyers, keys, strict=True)])
+        cpu_at_start = snapshot(stack)
+        winners_cpu: dict[str, float] = {}
         t0 = time.time()
         for start in range(0, len(messages), 50):
             stack.push(queue, messages[start:start + 50])
@@ -53,6 +56,12 @@ def run(size: int, as_json: bool) -> Report:
 
         def all_recorded() -> bool:
             stack.check_alive()
+            if not winners_cpu and stack.q(
+                    "SELECT count(*) FROM orders WHERE delivered_at IS NOT NULL"
+                    " AND user_id < 90000") >= units:
+                # Every winner has its key: the CPU the sale took so far, by process group.
+                now = snapshot(stack)
+                winners_cpu.update({g: now[g] - cpu_at_start.get(g, 0.0) for g in now})
             n = stack.q("SELECT count(*) FROM idempotency_keys WHERE key LIKE 'bench:flash:%'"
                         " AND result IS NOT NULL")
             return bool(n == size)
@@ -106,6 +115,12 @@ def run(size: int, as_json: bool) -> Report:
                    "intent -> 'sold out' recorded p50", "s")
         report.add("sold_out_answer_p99_s", percentile(refusals, 99),
                    "intent -> 'sold out' recorded p99", "s")
+        for group, seconds in sorted(winners_cpu.items(), key=lambda item: -item[1]):
+            if seconds > 0:
+                report.add(f"cpu_ms_per_winner_{group}", seconds * 1000 / units,
+                           f"  CPU per winner until the last key, {group}", "ms")
+        report.add("cpu_ms_per_winner_total", sum(winners_cpu.values()) * 1000 / units,
+                   "  CPU per winner until the last key (polled every 0.2 s), total", "ms")
         report.check("target_exact", len(paid) == units and sold == units and twice == 0
                      and len(sold_out) == size - units,
                      f"target: exactly {units} sold, 0 oversold, {size - units} sold out")

@@ -217,11 +217,12 @@ def drain_deliveries(stack: Stack, notifier: Proc | None = None) -> tuple[int, f
     return waiting, seconds
 
 
-def _add_cpu(report: Report, phase: str, ms: dict[str, float]) -> None:
-    """CPU per order by process group, and its total."""
+def _add_cpu(report: Report, phase: str, ms: dict[str, float], per: str = "order") -> None:
+    """CPU per order (or task) by process group, and its total."""
     for group, value in sorted(ms.items(), key=lambda item: -item[1]):
-        report.add(f"cpu_ms_per_order_{phase}_{group}", value, f"  CPU per order, {group}", "ms")
-    report.add(f"cpu_ms_per_order_{phase}_total", sum(ms.values()), "  CPU per order, total", "ms")
+        report.add(f"cpu_ms_per_{per}_{phase}_{group}", value, f"  CPU per {per}, {group}", "ms")
+    report.add(f"cpu_ms_per_{per}_{phase}_total", sum(ms.values()), f"  CPU per {per}, total",
+               "ms")
 
 
 def run(size: int, as_json: bool, levels: tuple[int, ...] = (8, 32)) -> Report:
@@ -295,7 +296,7 @@ def run(size: int, as_json: bool, levels: tuple[int, ...] = (8, 32)) -> Report:
         report.add("floor_tasks_per_s", floor.rate,
                    f"Celery alone: no-op tasks, {levels[0]} in flight, orders worker",
                    "tasks/s")
-        _add_cpu(report, "floor", floor_cpu.ms_per(size + warmup))
+        _add_cpu(report, "floor", floor_cpu.ms_per(size + warmup), per="task")
         stack.log(f"app: {size} orders at {levels[0]} in flight, delivery worker running")
         notifier = start_notify(stack)
         stack.vacuum_stock()
