@@ -30,6 +30,19 @@ def publish_committed_unsafe(messages: Iterable[outbox.OutboxMessage]) -> int:
     return outbox.publish_now(runtime.engine(), _send, message_list)
 
 
+# Set in the broker's Redis by the relay. Redis keeps nothing on disk, so its absence means the
+# broker restarted empty (or is new): every message it held is gone.
+BROKER_MARK = "quickcart:broker:mark"
+
+
+def broker_was_emptied_unsafe() -> bool:
+    """Whether the broker lost everything since the mark was set; sets it. True once per
+    loss (and on a new broker), for the caller to re-send what only the broker held."""
+    with app.pool.acquire(block=True) as conn, \
+            conn.default_channel.conn_or_acquire() as client:
+        return bool(client.set(BROKER_MARK, "1", nx=True))
+
+
 def relay_pending_unsafe(min_age_seconds: float = 2.0, limit: int = 500) -> int:
     """Publish every committed, unpublished row older than `min_age_seconds`."""
     return outbox.relay(runtime.engine(), _send, limit=limit, min_age_seconds=min_age_seconds)

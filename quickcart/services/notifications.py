@@ -18,7 +18,7 @@ from quickcart.db import idempotency
 from quickcart.db.sql import sql
 from quickcart.db.uow import unit_of_work
 from quickcart.messages import render
-from quickcart.services import delivery
+from quickcart.services import delivery, topics
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 
@@ -72,6 +72,24 @@ def send_catalog_message(engine: Engine, messenger: Messenger, chat_id: int, key
             unclaim(engine, once_key)
         raise
     return True
+
+
+def requeue_unsent_messages(engine: Engine, within_hours: int = 24) -> int:
+    """After the broker lost its queues: mark every published catalog message whose consumer
+    never claimed it (its once key `outbox:{id}`) unpublished again, for the relay to send.
+
+    Locks those outbox rows (one UPDATE). Safe to run twice and against a healthy broker: a
+    copy that was still queued and the re-sent one share the once key, so one is sent. Rows
+    older than `within_hours` are left alone (the purge of published rows is not far off)."""
+    with engine.begin() as conn:
+        result = conn.execute(sql(
+            "UPDATE outbox SET published_at = NULL, leased_until = NULL"
+            " WHERE topic = :topic AND published_at IS NOT NULL"
+            " AND created_at > now() - make_interval(hours => :h)"
+            " AND NOT EXISTS (SELECT 1 FROM idempotency_keys k"
+            " WHERE k.key = 'outbox:' || outbox.id)"),
+            {"topic": topics.SEND_MESSAGE[0], "h": within_hours})
+    return int(result.rowcount or 0)
 
 
 def admin_chat_ids(engine: Engine) -> list[int]:

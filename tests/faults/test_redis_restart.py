@@ -48,6 +48,11 @@ def _lost_side_effects(shop) -> list[str]:
         problems.append(f"payment event {row.id} ({row.invoice_id}) never processed")
     for row in shop.rows("SELECT id, topic FROM outbox WHERE published_at IS NULL"):
         problems.append(f"outbox {row.id} {row.topic} never published")
+    # A message to a shopper is sent when its consumer claimed the outbox row's once key.
+    for row in shop.rows("SELECT o.id, o.payload->>'key' AS key FROM outbox o"
+                         " WHERE o.topic = 'quickcart.send_message' AND NOT EXISTS"
+                         " (SELECT 1 FROM idempotency_keys k WHERE k.key = 'outbox:' || o.id)"):
+        problems.append(f"outbox {row.id} message {row.key} never sent")
     return problems
 
 
@@ -202,6 +207,7 @@ def test_redis_lost_with_committed_effects_queued(test_urls: Urls, tmp_path) -> 
             buyers = [shop.add_user(1000 + i, balance=10000) for i in range(5)]
             openers = [shop.add_user(2100 + i) for i in range(3)]
             depositors = [shop.add_user(2200 + i) for i in range(2)]
+            broke = [shop.add_user(2300 + i) for i in range(3)]  # no balance: refused
             shop.start_group_workers()
             # The notify and payments workers are down (crashed) while orders flow.
             shop.stop_group("notify")
@@ -212,7 +218,9 @@ def test_redis_lost_with_committed_effects_queued(test_urls: Urls, tmp_path) -> 
             for user in openers:
                 keys.append(intent(shop, user, qris_product, method="qris",
                                    key=f"flt:q:qris:{user}"))
-            shop.wait_intents(keys, timeout=60)
+            # A refusal's whole effect is its message ("saldo tidak cukup"), queued for notify.
+            refused = [intent(shop, user, plenty, key=f"flt:q:broke:{user}") for user in broke]
+            shop.wait_intents(keys + refused, timeout=60)
             for user in depositors:
                 key = f"flt:q:dep:{user}"
                 # create_deposit runs on the payments queue: it is still queued (uncommitted)
@@ -233,6 +241,8 @@ def test_redis_lost_with_committed_effects_queued(test_urls: Urls, tmp_path) -> 
                           idempotency_key=f"flt:q:dep:{user}")
             results = wait_all_outcomes(shop, keys, timeout=90, extra=shop.group_logs())
             assert [results[k]["status"] for k in keys] == ["paid"] * 5 + ["pending"] * 5
+            assert [r["error"] for r in wait_all_outcomes(shop, refused, timeout=5).values()] \
+                == ["insufficient_balance"] * 3
 
             try:
                 wait_until(lambda: not _lost_side_effects(shop), what="every committed effect",
@@ -248,5 +258,12 @@ def test_redis_lost_with_committed_effects_queued(test_urls: Urls, tmp_path) -> 
             assert shop.q("SELECT count(*) FROM deposits") == 2
             assert_clean(shop)
             assert_delivered_once(shop)
+            # Each refused shopper was told once, though the first copy died with Redis.
+            def told(user: int) -> int:
+                return sum(1 for c in shop.telegram.calls(method="sendMessage")
+                           if c.get("ok") and int(c["params"]["chat_id"]) == user)
+
+            wait_until(lambda: all(told(u) for u in broke), what="refusals told", timeout=30)
+            assert [told(u) for u in broke] == [1, 1, 1]
     finally:
         server.stop()
