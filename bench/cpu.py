@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import psutil
 
+from bench.common import Report
 from bench.harness import Stack
 
 
@@ -81,3 +82,11 @@ def measured(stack: Stack) -> Iterator[Phase]:
         yield phase
     finally:
         phase.stop()
+
+
+def add_figures(report: Report, name: str, label: str, ms: dict[str, float]) -> None:
+    """Report CPU per unit by group, largest first, then the total: figures `{name}_{group}`
+    and `{name}_total`, printed as `label, group`."""
+    for group, value in sorted(ms.items(), key=lambda item: -item[1]):
+        report.add(f"{name}_{group}", value, f"  {label}, {group}", "ms")
+    report.add(f"{name}_total", sum(ms.values()), f"  {label}, total", "ms")

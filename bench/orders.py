@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
+from bench import cpu
 from bench.common import Report, intent_key, percentile, raw_baseline
-from bench.cpu import measured
 from bench.events import TaskWatcher
 from bench.harness import Proc, Stack, wait_until
 
@@ -217,14 +217,6 @@ def drain_deliveries(stack: Stack, notifier: Proc | None = None) -> tuple[int, f
     return waiting, seconds
 
 
-def _add_cpu(report: Report, phase: str, ms: dict[str, float], per: str = "order") -> None:
-    """CPU per order (or task) by process group, and its total."""
-    for group, value in sorted(ms.items(), key=lambda item: -item[1]):
-        report.add(f"cpu_ms_per_{per}_{phase}_{group}", value, f"  CPU per {per}, {group}", "ms")
-    report.add(f"cpu_ms_per_{per}_{phase}_total", sum(ms.values()), f"  CPU per {per}, total",
-               "ms")
-
-
 def run(size: int, as_json: bool, levels: tuple[int, ...] = (8, 32)) -> Report:
     report = Report("orders")
     warmup = max(20, size // 10)
@@ -243,11 +235,12 @@ def run(size: int, as_json: bool, levels: tuple[int, ...] = (8, 32)) -> Report:
         stack.log(f"raw-SQL baseline: {baseline_n} orders on 8 connections")
         assert stack.main is not None
         stack.vacuum_stock()
-        with measured(stack) as base_cpu:
+        with cpu.measured(stack) as base_cpu:
             base = raw_baseline(stack.main, base_users, PRODUCT, PRICE, orders=baseline_n)
             stack.wait_audit_shipped()
         report.add("baseline_orders_per_s", base, "baseline: raw SQL, 8 connections", "orders/s")
-        _add_cpu(report, "baseline", base_cpu.ms_per(baseline_n))
+        base_ms = base_cpu.ms_per(baseline_n)
+        cpu.add_figures(report, "cpu_ms_per_order_baseline", "CPU per order", base_ms)
         stack.vacuum_stock()
         hot = raw_baseline(stack.main, base_users, PRODUCT, PRICE, orders=baseline_n,
                            hot_row=True)
@@ -261,7 +254,7 @@ def run(size: int, as_json: bool, levels: tuple[int, ...] = (8, 32)) -> Report:
         for level in levels:
             stack.log(f"app: {size} orders at {level} in flight (+{warmup} warm-up)")
             stack.vacuum_stock()
-            with measured(stack) as app_cpu:
+            with cpu.measured(stack) as app_cpu:
                 result = drive(stack, app_users, PRODUCT, concurrency=level, total=size,
                                warmup=warmup)
                 stack.wait_audit_shipped()
@@ -281,7 +274,8 @@ def run(size: int, as_json: bool, levels: tuple[int, ...] = (8, 32)) -> Report:
             if level == levels[0]:
                 # The whole level, warm-up and wind-down included, over the intents it sent.
                 app_ms = app_cpu.ms_per(size + warmup + level)
-                _add_cpu(report, f"app_c{level}", app_ms)
+                cpu.add_figures(report, f"cpu_ms_per_order_app_c{level}", "CPU per order",
+                                app_ms)
             if set(result.statuses) != {"paid"}:
                 report.note(f"statuses at {level}: {result.statuses}")
             if result.events_lost:
@@ -291,12 +285,13 @@ def run(size: int, as_json: bool, levels: tuple[int, ...] = (8, 32)) -> Report:
             report.add(f"drain_deliveries_per_s_c{level}", drained / seconds if seconds else 0,
                        "  then the notify worker delivered the backlog at", "deliveries/s")
         stack.log(f"Celery's floor: {size} no-op tasks at {levels[0]} in flight")
-        with measured(stack) as floor_cpu:
+        with cpu.measured(stack) as floor_cpu:
             floor = drive_floor(stack, concurrency=levels[0], total=size + warmup)
         report.add("floor_tasks_per_s", floor.rate,
                    f"Celery alone: no-op tasks, {levels[0]} in flight, orders worker",
                    "tasks/s")
-        _add_cpu(report, "floor", floor_cpu.ms_per(size + warmup), per="task")
+        cpu.add_figures(report, "cpu_ms_per_task_floor", "CPU per task",
+                        floor_cpu.ms_per(size + warmup))
         stack.log(f"app: {size} orders at {levels[0]} in flight, delivery worker running")
         notifier = start_notify(stack)
         stack.vacuum_stock()
@@ -322,7 +317,6 @@ def run(size: int, as_json: bool, levels: tuple[int, ...] = (8, 32)) -> Report:
         report.add("ratio_app_c8_vs_baseline", ratio,
                    f"app@{low} / baseline (mean of before and after)", "x")
         report.check("target_app_ge_half_baseline", ratio >= 0.5, "target: app >= 0.5 x baseline")
-        base_ms = base_cpu.ms_per(baseline_n)
         if app_ms.get("postgres") and base_ms.get("postgres"):
             # Where the workers have cores of their own, PostgreSQL is what the rate is bound by.
             report.add("ratio_postgres_cpu_baseline_vs_app",

@@ -4,8 +4,11 @@ committed, and the beat relay re-publishes whatever a crash left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+
+import redis
 
 from quickcart.db import outbox
 from workers import runtime
@@ -35,12 +38,25 @@ def publish_committed_unsafe(messages: Iterable[outbox.OutboxMessage]) -> int:
 BROKER_MARK = "quickcart:broker:mark"
 
 
-def broker_was_emptied_unsafe() -> bool:
-    """Whether the broker lost everything since the mark was set; sets it. True once per
-    loss (and on a new broker), for the caller to re-send what only the broker held."""
+@contextlib.contextmanager
+def _broker_redis() -> Iterator[redis.Redis]:
     with app.pool.acquire(block=True) as conn, \
             conn.default_channel.conn_or_acquire() as client:
-        return bool(client.set(BROKER_MARK, "1", nx=True))
+        yield client
+
+
+def broker_lost_queues_unsafe() -> bool:
+    """Whether the broker's mark is missing: it restarted empty (or is new) since
+    `mark_broker_unsafe`, so every message it held is gone."""
+    with _broker_redis() as client:
+        return not client.exists(BROKER_MARK)
+
+
+def mark_broker_unsafe() -> None:
+    """Set the mark, once what only the broker held has been re-queued (a re-queue that failed
+    leaves it unset, so the next relay tries again)."""
+    with _broker_redis() as client:
+        client.set(BROKER_MARK, "1")
 
 
 def relay_pending_unsafe(min_age_seconds: float = 2.0, limit: int = 500) -> int:

@@ -17,7 +17,7 @@ from quickcart.services import delivery, digest, notifications, orders
 from workers import runtime
 from workers.app import app
 from workers.base import QuickCartTask
-from workers.publish import broker_was_emptied_unsafe, relay_pending_unsafe
+from workers.publish import broker_lost_queues_unsafe, mark_broker_unsafe, relay_pending_unsafe
 
 
 @app.task(base=QuickCartTask, name="quickcart.relay_outbox")
@@ -25,8 +25,9 @@ def relay_outbox() -> int:
     """Publish committed side effects their own task did not (crash, Redis down); after the
     broker restarted empty, first re-send the catalog messages that died queued in it (the
     other effects have sweeps of their own: deliveries, QRIS, expiry, reconciliation)."""
-    if broker_was_emptied_unsafe():
+    if broker_lost_queues_unsafe():
         notifications.requeue_unsent_messages(runtime.engine())
+        mark_broker_unsafe()  # only after the re-queue committed
     return relay_pending_unsafe(min_age_seconds=2.0)
 
 
