@@ -90,9 +90,12 @@ result_serializer = "json"
 timezone = "UTC"
 enable_utc = True
 
-# Flower sees every task and its queue.
+# Flower sees every task from the moment a worker receives it, and each queue's backlog on its
+# broker page. No `task-sent` event: it doubled the event traffic and was a quarter of a
+# publish's CPU, to show what the backlog already shows (docs/decisions.md). Task messages are
+# pushed without one anyway (workers.push); this covers the few `send_task` calls left.
 worker_send_task_events = True
-task_send_sent_event = True
+task_send_sent_event = False
 task_track_started = False  # events already tell Flower when a task starts
 worker_hijack_root_logger = False
 

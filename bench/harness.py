@@ -19,12 +19,11 @@ import httpx
 import psutil
 import redis
 from celery import Celery
-from kombu import serialization
-from kombu.utils import json as kombu_json
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from sandbox.serving import ServedApp, free_port, wait_until
+from workers import push
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "quickcart-bench"
@@ -174,9 +173,11 @@ class Stack:
         self.redis_url, self.redis = _claim_redis_db(urls.redis_url)
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("DATABASE_", "AUDIT_DATABASE", "REDIS_", "BROKER_"))}
+        # JSON logs, as compose runs the shop: the console renderer draws each traceback with
+        # rich, about a tenth of a second of CPU that lands inside whatever is measured.
         env.update({
             "DATABASE_URL": self.main_url, "AUDIT_DATABASE_URL": self.audit_url,
-            "REDIS_URL": self.redis_url, "LOG_JSON": "false", "LOG_LEVEL": "WARNING",
+            "REDIS_URL": self.redis_url, "LOG_JSON": "true", "LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(ROOT),
         })
         if self.want_telegram:
@@ -298,42 +299,25 @@ class Stack:
 
     # ------------------------------------------------------------------ driving
     def send(self, task: str, **kwargs: Any) -> str:
-        """Enqueue a task by name exactly as the bot or API would; returns the task id."""
-        assert self.client is not None
-        sent = self.client.send_task(task, kwargs=kwargs, queue=TASK_QUEUES.get(task, "default"))
-        return str(sent.id)
+        """Enqueue a task by name exactly as the bot or API would (workers.push, what
+        workers.enqueue calls); returns the task id."""
+        assert self.client is not None and self.redis is not None
+        return push.send_unsafe(self.client, self.redis, task, kwargs,
+                                TASK_QUEUES.get(task, "default"))
 
     def build_messages(self, task: str, kwargs_list: list[dict[str, Any]]
                        ) -> tuple[str, list[str], list[str]]:
-        """Task messages for `task` as `send` would publish them (Celery's own message builder
-        and kombu's envelope): (queue, task ids, serialized messages)."""
+        """Task messages for `task` as `send` would publish them: (queue, task ids,
+        serialized messages)."""
         assert self.client is not None
         queue = TASK_QUEUES.get(task, "default")
-        ids: list[str] = []
-        messages: list[str] = []
-        with self.client.connection_for_write() as conn:
-            channel = conn.default_channel
-            for kwargs in kwargs_list:
-                task_id = str(uuid.uuid4())
-                built = self.client.amqp.as_task_v2(task_id, task, kwargs=kwargs,
-                                                    root_id=task_id)
-                content_type, encoding, body = serialization.dumps(built.body, "json")
-                message = channel.prepare_message(
-                    body, content_type=content_type, content_encoding=encoding,
-                    headers=built.headers, properties={**built.properties, "delivery_mode": 2})
-                channel._inplace_augment_message(message, "", queue)
-                messages.append(kombu_json.dumps(message))
-                ids.append(task_id)
-        return queue, ids, messages
+        built = [push.build(self.client, task, kwargs, queue) for kwargs in kwargs_list]
+        return queue, [task_id for task_id, _ in built], [message for _, message in built]
 
     def push(self, queue: str, messages: list[str]) -> None:
-        """Put built messages on `queue` in one pipeline, in order (what kombu's publish does
-        for each: LPUSH, the consumers BRPOP the other end)."""
+        """Put built messages on `queue` in one pipeline, in order."""
         assert self.redis is not None
-        pipe = self.redis.pipeline(transaction=False)
-        for message in messages:
-            pipe.lpush(queue, message)
-        pipe.execute()
+        push.push_unsafe(self.redis, [(queue, message) for message in messages])
 
     def send_many(self, task: str, kwargs_list: list[dict[str, Any]]) -> list[str]:
         """Enqueue many intents at once, built as `send` builds them and pushed in one

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from workers import push, runtime
 from workers.app import app
 
 # Queue of every task the bot enqueues; anything else goes to `default`.
@@ -23,5 +24,5 @@ QUEUES: dict[str, str] = {
 
 def enqueue(task: str, /, **kwargs: Any) -> str:
     """Send task `task` (by name) with keyword arguments; returns the task id."""
-    result = app.send_task(task, kwargs=kwargs, queue=QUEUES.get(task, "default"))
-    return str(result.id)
+    return push.send_unsafe(app, runtime.broker_client(), task, kwargs,
+                            QUEUES.get(task, "default"))

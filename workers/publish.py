@@ -6,31 +6,50 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import redis
 
+from quickcart.adapters import redis_store
 from quickcart.db import outbox
-from workers import runtime
+from workers import push, runtime
 from workers.app import app
 
 
-def _send(message: outbox.OutboxMessage) -> None:
+def _built(messages: Sequence[outbox.OutboxMessage]) -> list[tuple[str, str]]:
     # Consumers are idempotent on the outbox id (a kwarg). The task id names the outbox row for
     # Flower but is unique per publish: a redelivery keeps it (the poison counter counts those),
     # while outbox ids that start again (a restored database) never inherit old counts.
-    app.send_task(message.topic, kwargs={**message.payload, "outbox_id": message.id},
-                  queue=message.queue, task_id=f"outbox-{message.id}-{uuid.uuid4().hex[:12]}",
-                  headers={"correlation_id": message.correlation_id}
-                  if message.correlation_id else None)
+    return [
+        (message.queue, push.build(
+            app, message.topic, {**message.payload, "outbox_id": message.id}, message.queue,
+            task_id=f"outbox-{message.id}-{uuid.uuid4().hex[:12]}",
+            headers={"correlation_id": message.correlation_id}
+            if message.correlation_id else None)[1])
+        for message in messages
+    ]
 
 
-def publish_committed_unsafe(messages: Iterable[outbox.OutboxMessage]) -> int:
-    """Publish these committed outbox rows now (the relay catches them if this fails)."""
+def _send(messages: Sequence[outbox.OutboxMessage]) -> None:
+    push.push_unsafe(runtime.broker_client(), _built(messages))
+
+
+def publish_committed_unsafe(messages: Iterable[outbox.OutboxMessage],
+                             drop_cache_keys: Sequence[str] = ()) -> int:
+    """Publish these committed outbox rows now (the relay catches them if this fails), and
+    drop the cache keys the commit made stale: in the same round trip when the caches live in
+    the broker's Redis, else separately (best effort: the caches' TTL bounds a lost drop)."""
     message_list = list(messages)
+    if drop_cache_keys and not (message_list and runtime.cache_shares_broker()):
+        redis_store.invalidate(runtime.redis_client(), *drop_cache_keys)
+        drop_cache_keys = ()
     if not message_list:
         return 0
-    return outbox.publish_now(runtime.engine(), _send, message_list)
+
+    def send(messages: Sequence[outbox.OutboxMessage]) -> None:
+        push.push_unsafe(runtime.broker_client(), _built(messages), delete=drop_cache_keys)
+
+    return outbox.publish_now(runtime.engine(), send, message_list)
 
 
 # Set in the broker's Redis by the relay. Redis keeps nothing on disk, so its absence means the

@@ -54,6 +54,25 @@ def redis_client() -> redis.Redis:
     return _per_process("redis", lambda: redis_store.client(service_urls().redis_url))
 
 
+def broker_client() -> redis.Redis:
+    """The broker's Redis, for pushing task messages (workers.push). One connection of its own
+    (a pool child runs one task at a time): redis-py's pool checkout per command, which polls
+    the socket, was half of a push's CPU. Pipelines still take a pooled connection."""
+    from workers.app import app
+
+    return _per_process("broker", lambda: redis.Redis.from_url(
+        app.conf.broker_url, socket_connect_timeout=5, socket_timeout=10,
+        single_connection_client=True))
+
+
+def cache_shares_broker() -> bool:
+    """Whether the caches live in the broker's Redis (the default: one REDIS_URL), so a
+    publish can drop stale cache keys in its own round trip."""
+    from workers.app import app
+
+    return bool(service_urls().redis_url == app.conf.broker_url)
+
+
 def gateway() -> PakasirClient:
     """The Pakasir client (fails fast at first use if the project or key is missing)."""
     def build() -> PakasirClient:

@@ -193,10 +193,15 @@ def invalidate(r: redis.Redis, *keys: str) -> bool:
     return True
 
 
+def stock_count_keys(product_ids: Iterable[int], *extra_keys: str) -> list[str]:
+    """The stock-count keys of `product_ids`, and any `extra_keys` (e.g. a stats key)."""
+    return [*{stock_count_key(p) for p in product_ids}, *extra_keys]
+
+
 def invalidate_stock_counts(r: redis.Redis, product_ids: Iterable[int],
                             *extra_keys: str) -> bool:
     """Drop the stock counts of `product_ids` (and any `extra_keys`, e.g. a stats key)."""
-    return invalidate(r, *{stock_count_key(p) for p in product_ids}, *extra_keys)
+    return invalidate(r, *stock_count_keys(product_ids, *extra_keys))
 
 
 def pagination_key(user_id: int, context: str) -> str:

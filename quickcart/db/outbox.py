@@ -7,14 +7,14 @@ it), so every consumer is idempotent on the outbox id it receives.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from quickcart.db.sql import run, sql
+from quickcart.db.sql import run, run_alone, sql
 from quickcart.logs import current_correlation_id
 
 LEASE_SECONDS = 30
@@ -32,10 +32,11 @@ class OutboxMessage:
 
 
 class Publisher(Protocol):
-    """Hands a message to the broker (implemented by workers/; not transaction-safe)."""
+    """Hands messages to the broker (implemented by workers/; not transaction-safe)."""
 
-    def __call__(self, message: OutboxMessage) -> None:
-        """Publish one message; raise on failure so the row stays unpublished."""
+    def __call__(self, messages: Sequence[OutboxMessage]) -> None:
+        """Publish these messages (in one round trip); raise on failure so none is marked
+        published (any that did reach the broker go again, to idempotent consumers)."""
 
 
 def add_many(session: Session, rows: list[tuple[str, str, dict[str, Any]]]) -> list[OutboxMessage]:
@@ -99,9 +100,8 @@ def mark_published(engine: Engine, ids: list[int]) -> None:
     Committed without waiting for the WAL flush: if a database crash loses this mark, the relay
     publishes the rows again, which idempotent consumers absorb, so the fsync buys nothing."""
     if ids:
-        with engine.begin() as conn:
-            run(conn, "SET LOCAL synchronous_commit = off;"
-                " UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)", {"ids": ids})
+        run_alone(engine, "SET LOCAL synchronous_commit = off;"
+                  " UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)", {"ids": ids})
 
 
 def publish_now(engine: Engine, publish: Publisher, messages: list[OutboxMessage]) -> int:
@@ -110,28 +110,20 @@ def publish_now(engine: Engine, publish: Publisher, messages: list[OutboxMessage
     No lease and no re-read: racing the relay (which waits out a grace period first) can publish
     a row twice, and consumers are idempotent on the outbox id.
     """
-    done: list[int] = []
-    try:
-        for message in messages:
-            publish(message)
-            done.append(message.id)
-    finally:
-        mark_published(engine, done)
-    return len(done)
+    if messages:
+        publish(messages)
+        mark_published(engine, [message.id for message in messages])
+    return len(messages)
 
 
 def relay(engine: Engine, publish: Publisher, ids: Iterable[int] | None = None,
           limit: int = 200, min_age_seconds: float = 0.0) -> int:
     """Publish leased rows, then mark them; returns how many reached the broker."""
     messages = lease(engine, ids, limit, min_age_seconds)
-    done: list[int] = []
-    try:
-        for message in messages:
-            publish(message)
-            done.append(message.id)
-    finally:
-        mark_published(engine, done)
-    return len(done)
+    if messages:
+        publish(messages)
+        mark_published(engine, [message.id for message in messages])
+    return len(messages)
 
 
 def purge_published(engine: Engine, older_than_hours: int = 24) -> int:

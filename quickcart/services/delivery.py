@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 
 from quickcart.db import locks
-from quickcart.db.sql import sql
+from quickcart.db.sql import run, sql
 from quickcart.db.uow import unit_of_work
 
 CLAIM_SECONDS = 60
@@ -70,17 +70,18 @@ def claim_delivery(engine: Engine, order_id: int, resend: bool = False,
         leased = order.delivery_claimed_until is not None and order.delivery_claimed_until > now
         if leased and (owner is None or order.delivery_claimed_by != owner):
             return None
-        session.execute(
-            sql("UPDATE orders SET delivery_claimed_until = :until, delivery_claimed_by = :by"
-                 " WHERE id = :o"),
-            {"until": now + timedelta(seconds=CLAIM_SECONDS), "by": owner, "o": order_id},
-        )
-        rows = session.execute(
-            sql("SELECT p.name, s.content, u.language FROM order_items i"
-                 " JOIN product_stocks s ON s.id = i.stock_id"
-                 " JOIN products p ON p.id = i.product_id"
-                 " JOIN users u ON u.id = :u"
-                 " WHERE i.order_id = :o ORDER BY i.id"), {"o": order_id, "u": order.user_id},
+        # Both in one round trip: the lease, then what it hands out.
+        rows = run(
+            session,
+            "UPDATE orders SET delivery_claimed_until = :until, delivery_claimed_by = :by"
+            " WHERE id = :o;"
+            " SELECT p.name, s.content, u.language FROM order_items i"
+            " JOIN product_stocks s ON s.id = i.stock_id"
+            " JOIN products p ON p.id = i.product_id"
+            " JOIN users u ON u.id = :u"
+            " WHERE i.order_id = :o ORDER BY i.id",
+            {"until": now + timedelta(seconds=CLAIM_SECONDS), "by": owner, "o": order_id,
+             "u": order.user_id},
         ).all()
         uow.commit()
     names = sorted({r.name for r in rows})
@@ -95,11 +96,12 @@ def complete_delivery(engine: Engine, order_id: int, owner: str | None = None) -
     With `owner`, only while the lease is still that owner's (a sweep that took over a lapsed
     lease records its own send); False when it was not recorded."""
     with engine.begin() as conn:
-        result = conn.execute(
-            sql("UPDATE orders SET delivered_at = coalesce(delivered_at, now()),"
-                 " delivery_count = delivery_count + 1, delivery_claimed_until = NULL,"
-                 " delivery_claimed_by = NULL"
-                 " WHERE id = :o AND (CAST(:by AS text) IS NULL OR delivery_claimed_by = :by)"),
+        result = run(
+            conn,
+            "UPDATE orders SET delivered_at = coalesce(delivered_at, now()),"
+            " delivery_count = delivery_count + 1, delivery_claimed_until = NULL,"
+            " delivery_claimed_by = NULL"
+            " WHERE id = :o AND (CAST(:by AS text) IS NULL OR delivery_claimed_by = :by)",
             {"o": order_id, "by": owner},
         )
     return bool(result.rowcount)

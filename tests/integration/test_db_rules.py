@@ -116,6 +116,36 @@ def test_balance_must_equal_ledger_sum(db: Engine) -> None:
     assert scalar(db, "SELECT balance_after FROM balance_ledger WHERE user_id = 1") == 7000
 
 
+def test_each_ledger_row_continues_its_users_chain(db: Engine) -> None:
+    """The check is constant-time by induction: every row must leave the balance the row before
+    it left plus its amount. Two moves written out of step (both balance updates first, then
+    both rows) sum right but are refused, and so is the rule's violation on any earlier user."""
+    with db.begin() as conn:
+        make_user(conn)
+        make_user(conn, 2)
+        credit(conn, 1, 7000)
+        for i in range(50):  # a user with a long history: the check still sees only its tail
+            credit(conn, 2, 100 + i, ref=f"r{i}")
+
+    def out_of_step(c: Connection) -> None:
+        c.execute(text("UPDATE users SET account_balance = account_balance + 150 WHERE id = 1"))
+        for amount, ref in ((100, "a"), (50, "b")):
+            c.execute(text("INSERT INTO balance_ledger (user_id, amount, reason, reference_type,"
+                           " reference_id) VALUES (1, :a, 'refund', 'test', :r)"),
+                      {"a": amount, "r": ref})
+
+    err = refused(db, out_of_step)
+    assert rule_of(err) == "users_balance_matches_ledger"
+    assert "not 7000.00 + 100.00" in str(err.orig)
+    with db.begin() as conn:  # the right order is accepted, on the long history as well
+        credit(conn, 1, 100, ref="a")
+        credit(conn, 1, 50, ref="b")
+        credit(conn, 2, -1000, ref="d")
+    assert scalar(db, "SELECT account_balance FROM users WHERE id = 1") == 7150
+    assert scalar(db, "SELECT account_balance FROM users WHERE id = 2") == \
+        scalar(db, "SELECT sum(amount) FROM balance_ledger WHERE user_id = 2")
+
+
 def test_ledger_is_append_only(db: Engine) -> None:
     with db.begin() as conn:
         make_user(conn)

@@ -20,13 +20,11 @@ def create_order(user_id: int, product_id: int, quantity: int, payment_method: s
         user_id=user_id, product_id=product_id, quantity=quantity,
         payment_method=payment_method, idempotency_key=idempotency_key,
         voucher_code=voucher_code))
-    publish_committed_unsafe(outcome.outbox)
-    if outcome.result.get("status") in ("pending", "paid"):
-        # After the commit: the reservation moved the product's free units (and a balance
-        # payment the paid count); a refusal moved nothing. Best effort: the caches' TTL
-        # bounds a lost invalidation.
-        redis_store.invalidate_stock_counts(runtime.redis_client(), [product_id],
-                                            redis_store.STATS_TRANSACTIONS_KEY)
+    # The reservation moved the product's free units (and a balance payment the paid count);
+    # a refusal moved nothing.
+    stale = (redis_store.stock_count_keys([product_id], redis_store.STATS_TRANSACTIONS_KEY)
+             if outcome.result.get("status") in ("pending", "paid") else [])
+    publish_committed_unsafe(outcome.outbox, drop_cache_keys=stale)
     return outcome.result
 
 
