@@ -60,9 +60,13 @@ def broker_client() -> redis.Redis:
     the socket, was half of a push's CPU. Pipelines still take a pooled connection."""
     from workers.app import app
 
+    url = str(app.conf.broker_url)
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        # Messages are pushed in kombu's Redis layout (and celeryconfig patches its Redis
+        # transport): another broker would never see them.
+        raise RuntimeError(f"QuickCart needs a Redis broker, not {url.split(':', 1)[0]}://")
     return _per_process("broker", lambda: redis.Redis.from_url(
-        app.conf.broker_url, socket_connect_timeout=5, socket_timeout=10,
-        single_connection_client=True))
+        url, socket_connect_timeout=5, socket_timeout=10, single_connection_client=True))
 
 
 def cache_shares_broker() -> bool:

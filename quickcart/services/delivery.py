@@ -14,9 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
-from quickcart.db import locks
-from quickcart.db.sql import run, sql
-from quickcart.db.uow import unit_of_work
+from quickcart.config import get_settings
+from quickcart.db.sql import run_alone, sql
 
 CLAIM_SECONDS = 60
 # Longer than this (or many units) goes as a .txt document instead of a chat message.
@@ -47,47 +46,48 @@ class DeliveryPayload:
         return f"# {self.invoice_id}\n" + "\n".join(self.contents) + "\n"
 
 
+# The lease and what it hands out, in one statement and one round trip: the UPDATE's WHERE is
+# the claim's every condition, so a concurrent claimer's lease (READ COMMITTED re-checks the
+# row it waited for) makes it match nothing. LEFT JOINs: a claimed order always yields a row.
+_CLAIM = (
+    "WITH claimed AS (UPDATE orders SET delivery_claimed_until = :until,"
+    " delivery_claimed_by = :by"
+    " WHERE id = :o AND status = 'paid'"
+    " AND (CAST(:req AS bigint) IS NULL OR user_id = :req)"
+    " AND (delivered_at IS NULL OR :resend)"
+    " AND (delivery_claimed_until IS NULL OR delivery_claimed_until <= :now"
+    " OR (CAST(:by AS text) IS NOT NULL AND delivery_claimed_by = :by))"
+    " RETURNING id, user_id, invoice_id)"
+    " SELECT c.user_id, c.invoice_id, p.name, s.content, u.language"
+    " FROM claimed c JOIN users u ON u.id = c.user_id"
+    " LEFT JOIN order_items i ON i.order_id = c.id"
+    " LEFT JOIN product_stocks s ON s.id = i.stock_id"
+    " LEFT JOIN products p ON p.id = i.product_id"
+    " ORDER BY i.id"
+)
+
+
 def claim_delivery(engine: Engine, order_id: int, resend: bool = False,
                    requester_id: int | None = None,
                    owner: str | None = None) -> DeliveryPayload | None:
     """Lease an order's delivery to `owner` (the task id, which a retry keeps). Locks: the order
-    row, only while claiming (committed at once).
+    row, for the one statement that claims it (a transaction of its own, committed at once).
 
     Returns None when there is nothing to send: not paid, already delivered (unless `resend`),
     leased to another owner right now, or `requester_id` is not the buyer. The owner's own live
     lease does not stop it: a retry after a failed send may claim again at once.
     """
     now = datetime.now(UTC)
-    with unit_of_work(engine) as uow:
-        session = uow.session
-        order = locks.lock_order(session, order_id)
-        if order is None or order.status != "paid":
-            return None
-        if requester_id is not None and requester_id != order.user_id:
-            return None
-        if order.delivered_at is not None and not resend:
-            return None
-        leased = order.delivery_claimed_until is not None and order.delivery_claimed_until > now
-        if leased and (owner is None or order.delivery_claimed_by != owner):
-            return None
-        # Both in one round trip: the lease, then what it hands out.
-        rows = run(
-            session,
-            "UPDATE orders SET delivery_claimed_until = :until, delivery_claimed_by = :by"
-            " WHERE id = :o;"
-            " SELECT p.name, s.content, u.language FROM order_items i"
-            " JOIN product_stocks s ON s.id = i.stock_id"
-            " JOIN products p ON p.id = i.product_id"
-            " JOIN users u ON u.id = :u"
-            " WHERE i.order_id = :o ORDER BY i.id",
-            {"until": now + timedelta(seconds=CLAIM_SECONDS), "by": owner, "o": order_id,
-             "u": order.user_id},
-        ).all()
-        uow.commit()
-    names = sorted({r.name for r in rows})
-    return DeliveryPayload(order_id, order.user_id, order.invoice_id, names,
-                           [r.content for r in rows], resend,
-                           rows[0].language if rows else None)
+    rows = run_alone(engine, _CLAIM, {
+        "until": now + timedelta(seconds=CLAIM_SECONDS), "by": owner, "o": order_id,
+        "req": requester_id, "resend": resend, "now": now}).all()
+    if not rows:
+        return None
+    items = [r for r in rows if r.content is not None]
+    first = rows[0]
+    return DeliveryPayload(order_id, first.user_id, first.invoice_id,
+                           sorted({r.name for r in items}), [r.content for r in items], resend,
+                           first.language or get_settings().default_language)
 
 
 def complete_delivery(engine: Engine, order_id: int, owner: str | None = None) -> bool:
@@ -95,25 +95,23 @@ def complete_delivery(engine: Engine, order_id: int, owner: str | None = None) -
 
     With `owner`, only while the lease is still that owner's (a sweep that took over a lapsed
     lease records its own send); False when it was not recorded."""
-    with engine.begin() as conn:
-        result = run(
-            conn,
-            "UPDATE orders SET delivered_at = coalesce(delivered_at, now()),"
-            " delivery_count = delivery_count + 1, delivery_claimed_until = NULL,"
-            " delivery_claimed_by = NULL"
-            " WHERE id = :o AND (CAST(:by AS text) IS NULL OR delivery_claimed_by = :by)",
-            {"o": order_id, "by": owner},
-        )
+    result = run_alone(
+        engine,
+        "UPDATE orders SET delivered_at = coalesce(delivered_at, now()),"
+        " delivery_count = delivery_count + 1, delivery_claimed_until = NULL,"
+        " delivery_claimed_by = NULL"
+        " WHERE id = :o AND (CAST(:by AS text) IS NULL OR delivery_claimed_by = :by)",
+        {"o": order_id, "by": owner},
+    )
     return bool(result.rowcount)
 
 
 def release_delivery(engine: Engine, order_id: int, owner: str | None = None) -> None:
     """Give the lease back after a failed send, so any retry can claim it at once."""
-    with engine.begin() as conn:
-        conn.execute(
-            sql("UPDATE orders SET delivery_claimed_until = NULL, delivery_claimed_by = NULL"
-                 " WHERE id = :o AND (CAST(:by AS text) IS NULL OR delivery_claimed_by = :by)"),
-            {"o": order_id, "by": owner})
+    run_alone(engine,
+              "UPDATE orders SET delivery_claimed_until = NULL, delivery_claimed_by = NULL"
+              " WHERE id = :o AND (CAST(:by AS text) IS NULL OR delivery_claimed_by = :by)",
+              {"o": order_id, "by": owner})
 
 
 def undelivered_orders(engine: Engine, grace_seconds: int = 30, limit: int = 200) -> list[int]:

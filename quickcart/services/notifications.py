@@ -14,9 +14,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from quickcart.config import get_settings
-from quickcart.db import idempotency
-from quickcart.db.sql import sql
-from quickcart.db.uow import unit_of_work
+from quickcart.db.sql import run_alone, sql
 from quickcart.messages import render
 from quickcart.services import delivery, topics
 
@@ -40,18 +38,16 @@ class Messenger(Protocol):
 
 def language_of(engine: Engine, user_id: int) -> str:
     """The user's language (Indonesian unless they chose English)."""
-    with engine.connect() as conn:
-        lang = conn.execute(sql("SELECT language FROM users WHERE id = :u"),
-                            {"u": user_id}).scalar()
+    lang = run_alone(engine, "SELECT language FROM users WHERE id = :u", {"u": user_id}).scalar()
     return str(lang or get_settings().default_language)
 
 
 def claim_once(engine: Engine, key: str, scope: str) -> bool:
     """Claim and commit `key`; False when it was claimed before (the message already went)."""
-    with unit_of_work(engine) as uow:
-        fresh = idempotency.claim(uow.session, key, scope) is None
-        uow.commit()
-    return fresh
+    # One round trip, committed by itself: the key is claimed before the send it guards.
+    return run_alone(engine, "INSERT INTO idempotency_keys (key, scope) VALUES (:k, :s)"
+                     " ON CONFLICT (key) DO NOTHING RETURNING key",
+                     {"k": key, "s": scope}).first() is not None
 
 
 def unclaim(engine: Engine, key: str) -> None:
@@ -151,7 +147,7 @@ def deliver_order(engine: Engine, messenger: Messenger, order_id: int, resend: b
     payload = delivery.claim_delivery(engine, order_id, resend, requester_id, owner)
     if payload is None:
         return False
-    lang = payload.language or language_of(engine, payload.chat_id)
+    lang = payload.language or language_of(engine, payload.chat_id)  # the claim read it
     names = ", ".join(payload.product_names)
     try:
         if payload.as_document:

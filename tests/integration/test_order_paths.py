@@ -140,6 +140,51 @@ def test_delivery_lease_belongs_to_its_task(shop: Engine) -> None:
     assert scalar(shop, "SELECT delivery_count FROM orders WHERE id = :o", o=order_id) == 1
 
 
+def test_delivery_claim_refuses_what_is_not_to_be_sent(shop: Engine) -> None:
+    """Every condition of the one-statement claim: paid, the buyer's, not yet delivered (unless
+    re-sent), not leased to another task (unless the lease lapsed)."""
+    pending = buy(shop, method="qris").result["order_id"]
+    assert delivery.claim_delivery(shop, pending, owner="t") is None  # not paid
+    orders.expire_order(shop, pending, status="cancelled", reason="user", actor_id=BUYER)
+    order_id = buy(shop, quantity=2).result["order_id"]
+    assert delivery.claim_delivery(shop, order_id, requester_id=BUYER + 1, owner="t") is None
+    payload = delivery.claim_delivery(shop, order_id, requester_id=BUYER, owner="task-a")
+    assert payload is not None and payload.chat_id == BUYER and len(payload.contents) == 2
+    assert payload.language == "id"  # the buyer never chose one: the shop's default
+    assert delivery.complete_delivery(shop, order_id, owner="task-a")
+    assert delivery.claim_delivery(shop, order_id, owner="task-b") is None  # delivered
+    assert delivery.claim_delivery(shop, order_id, resend=True, owner="task-b") is not None
+    with shop.begin() as conn:  # task-b died holding the lease; it lapses
+        conn.execute(text("UPDATE orders SET delivery_claimed_until = now() - interval '1 s'"
+                          " WHERE id = :o"), {"o": order_id})
+    assert delivery.claim_delivery(shop, order_id, resend=True, owner="task-c") is not None
+    assert scalar(shop, "SELECT delivery_claimed_by FROM orders WHERE id = :o",
+                  o=order_id) == "task-c"
+
+
+def test_concurrent_delivery_claims_lease_it_once(shop: Engine) -> None:
+    """Eight threads claim the same delivery at once: exactly one gets the lease."""
+    import threading
+
+    order_id = buy(shop).result["order_id"]
+    gate = threading.Barrier(8)
+    won: list[str] = []
+
+    def claim(owner: str) -> None:
+        gate.wait()
+        if delivery.claim_delivery(shop, order_id, owner=owner) is not None:
+            won.append(owner)
+
+    threads = [threading.Thread(target=claim, args=(f"task-{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(won) == 1
+    assert scalar(shop, "SELECT delivery_claimed_by FROM orders WHERE id = :o",
+                  o=order_id) == won[0]
+
+
 def test_failed_send_is_retried_at_once_by_the_same_task(shop: Engine) -> None:
     order_id = buy(shop).result["order_id"]
     chat = Chat()
