@@ -71,10 +71,11 @@ def broker_client() -> redis.Redis:
 
 def cache_shares_broker() -> bool:
     """Whether the caches live in the broker's Redis (the default: one REDIS_URL), so a
-    publish can drop stale cache keys in its own round trip."""
+    publish can drop stale cache keys in its own round trip. Worked out once per process."""
     from workers.app import app
 
-    return bool(service_urls().redis_url == app.conf.broker_url)
+    return bool(_per_process("cache-shares-broker",
+                             lambda: service_urls().redis_url == app.conf.broker_url))
 
 
 def gateway() -> PakasirClient:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import IntegrityError, MultipleResultsFound, NoResultFound, OperationalError
 from sqlalchemy.orm import Session
 
-from quickcart.db.sql import run
+from quickcart.db.sql import run, run_alone
 from tests.conftest import scalar
 
 
@@ -85,3 +85,23 @@ def test_cursor_events_still_fire(db: Engine) -> None:
     finally:
         event.remove(db, "before_cursor_execute", listen)
     assert seen == ["SELECT %(a)s"]
+
+
+def test_run_alone_maps_errors_and_replaces_a_lost_connection(db: Engine) -> None:
+    """The pooled connection `run_alone` borrows without a SQLAlchemy Connection: errors are
+    still SQLAlchemy's, and a dead backend is invalidated, not handed out again."""
+    one = create_engine(db.url, pool_size=1, max_overflow=0)
+    try:
+        with pytest.raises(IntegrityError):
+            run_alone(one, "INSERT INTO idempotency_keys (key, scope) VALUES ('k', 'test');"
+                      " INSERT INTO idempotency_keys (key, scope) VALUES ('k', 'test')")
+        assert scalar(db, "SELECT count(*) FROM idempotency_keys") == 0  # one implicit txn
+        pid = run_alone(one, "SELECT pg_backend_pid()").scalar()
+        with db.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        with pytest.raises(OperationalError) as caught:
+            run_alone(one, "SELECT 1")
+        assert caught.value.connection_invalidated
+        assert run_alone(one, "SELECT pg_backend_pid()").scalar() != pid
+    finally:
+        one.dispose()
