@@ -321,8 +321,8 @@ class Stack:
 
     def send_many(self, task: str, kwargs_list: list[dict[str, Any]]) -> list[str]:
         """Enqueue many intents at once, built as `send` builds them and pushed in one
-        pipeline, so the load generator (about a millisecond of CPU per `send_task`) does not
-        compete with the shop it measures. Returns the task ids in order."""
+        pipeline, so building them (the bot's work, in its own process) does not compete with
+        the shop it measures. Returns the task ids in order."""
         queue, ids, messages = self.build_messages(task, kwargs_list)
         self.push(queue, messages)
         return ids

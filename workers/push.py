@@ -31,12 +31,18 @@ def build(app: Celery, task: str, kwargs: dict[str, Any], queue: str, *,
     if parent is not None:
         root_id = parent.request.root_id or parent.request.id
         parent_id = parent.request.id
+    # As `send_task`: a task registered in this process (a worker's) lends the message its
+    # time limits; elsewhere (the bot) the message carries none and the worker applies its own.
+    registered = app._tasks.get(task)
+    limits = registered._get_exec_options() if registered is not None else {}
     # Flower shows the arguments' repr; Celery's `saferepr` (made for arbitrary objects) was a
     # fifth of building a message, and these arguments are small JSON values.
     built = app.amqp.as_task_v2(task_id, task, kwargs=kwargs, root_id=root_id,
                                 parent_id=parent_id, ignore_result=None,
                                 reply_to=app.thread_oid, argsrepr="()",
-                                kwargsrepr=repr(kwargs)[:app.amqp.kwargsrepr_maxsize])
+                                kwargsrepr=repr(kwargs)[:app.amqp.kwargsrepr_maxsize],
+                                time_limit=limits.get("time_limit"),
+                                soft_time_limit=limits.get("soft_time_limit"))
     message_headers = {**built.headers, **(headers or {})}
     if not message_headers.get("correlation_id"):
         correlation_id = current_correlation_id()

@@ -61,6 +61,8 @@ def broker_client() -> redis.Redis:
     from workers.app import app
 
     url = str(app.conf.broker_url)
+    if url.startswith("redis+socket://"):  # kombu's name for a Redis unix socket
+        url = "unix://" + url.removeprefix("redis+socket://")
     if not url.startswith(("redis://", "rediss://", "unix://")):
         # Messages are pushed in kombu's Redis layout (and celeryconfig patches its Redis
         # transport): another broker would never see them.

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy.orm import Session
-
-from quickcart.db.sql import run
+from quickcart.db.sql import Tx, run
 
 
-def claim(session: Session, key: str, scope: str,
+def claim(session: Tx, key: str, scope: str,
           first: tuple[str, dict[str, Any]] | None = None) -> dict[str, Any] | None:
     """Claim `key`; returns None when this transaction owns it, else the recorded result.
 
@@ -32,7 +30,7 @@ def claim(session: Session, key: str, scope: str,
     return dict(result) if result else {"status": "done"}
 
 
-def record(session: Session, key: str, result: dict[str, Any]) -> None:
+def record(session: Tx, key: str, result: dict[str, Any]) -> None:
     """Store the outcome of the intent that claimed `key` (same transaction as the effect)."""
     run(session, "UPDATE idempotency_keys SET result = CAST(:r AS jsonb) WHERE key = :k",
         {"k": key, "r": _json(result)})

@@ -13,34 +13,32 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy.orm import Session
-
-from quickcart.db.sql import Record, run
+from quickcart.db.sql import Record, Tx, run
 
 
-def lock_user(session: Session, user_id: int) -> Record | None:
+def lock_user(session: Tx, user_id: int) -> Record | None:
     """Lock the user row (balance, role, ban flag) for the rest of the transaction."""
     return run(session, "SELECT * FROM users WHERE id = :id FOR UPDATE", {"id": user_id}).first()
 
 
-def lock_order(session: Session, order_id: int) -> Record | None:
+def lock_order(session: Tx, order_id: int) -> Record | None:
     """Lock one order by id; its status can then be checked and moved safely."""
     return run(session, "SELECT * FROM orders WHERE id = :id FOR UPDATE",
                {"id": order_id}).first()
 
 
-def lock_deposit(session: Session, deposit_id: int) -> Record | None:
+def lock_deposit(session: Tx, deposit_id: int) -> Record | None:
     """Lock one deposit by id."""
     return run(session, "SELECT * FROM deposits WHERE id = :id FOR UPDATE",
                {"id": deposit_id}).first()
 
 
-def lock_voucher(session: Session, code: str) -> Record | None:
+def lock_voucher(session: Tx, code: str) -> Record | None:
     """Lock a voucher by code: concurrent redeemers of one code queue here, one wins."""
     return run(session, "SELECT * FROM vouchers WHERE code = :c FOR UPDATE", {"c": code}).first()
 
 
-def take_free_units(session: Session, product_id: int, quantity: int) -> list[uuid.UUID]:
+def take_free_units(session: Tx, product_id: int, quantity: int) -> list[uuid.UUID]:
     """Lock up to `quantity` free units of a product, skipping units other buyers hold."""
     return run(
         session,
@@ -51,7 +49,7 @@ def take_free_units(session: Session, product_id: int, quantity: int) -> list[uu
     ).scalars()
 
 
-def lock_order_units(session: Session, order_id: int) -> list[uuid.UUID]:
+def lock_order_units(session: Tx, order_id: int) -> list[uuid.UUID]:
     """Lock the units reserved for an order, in primary-key order."""
     return run(session,
                "SELECT id FROM product_stocks WHERE order_id = :o ORDER BY id FOR UPDATE",

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
-from quickcart.db.sql import run, run_alone, sql
+from quickcart.db.sql import Tx, run, run_alone, sql
 from quickcart.logs import current_correlation_id
 
 LEASE_SECONDS = 30
@@ -39,7 +38,7 @@ class Publisher(Protocol):
         published (any that did reach the broker go again, to idempotent consumers)."""
 
 
-def add_many(session: Session, rows: list[tuple[str, str, dict[str, Any]]]) -> list[OutboxMessage]:
+def add_many(session: Tx, rows: list[tuple[str, str, dict[str, Any]]]) -> list[OutboxMessage]:
     """Queue several side effects with one INSERT in the caller's transaction.
 
     Returns the rows as stored (read back by RETURNING), so the caller can publish them

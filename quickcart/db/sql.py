@@ -16,6 +16,11 @@ from sqlalchemy.orm import Session
 #: A row from `run`: a named tuple (attribute and index access, like SQLAlchemy's Row).
 Record = Any
 
+#: What the purchase path's statements run in: an ORM session's transaction, or a bare
+#: connection's (`uow.connection_unit_of_work`, the purchase itself). Both take `execute` of a
+#: text statement and have `info`, which is all these functions use besides `run`.
+Tx = Session | Connection
+
 _DIALECT = pg_psycopg2.dialect()
 
 

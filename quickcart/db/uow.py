@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
-from quickcart.db.sql import run
+from quickcart.db.sql import Tx, run
 
 _PENDING = "quickcart.flush_before_commit"  # key in Session.info
 
@@ -22,7 +22,7 @@ class Flushable(Protocol):
         """Write the buffered rows."""
 
 
-def flush_before_commit(session: Session, buffer: Flushable) -> None:
+def flush_before_commit(session: Tx, buffer: Flushable) -> None:
     """Have `UnitOfWork.commit` flush `buffer` (e.g. collected outbox rows) before it commits."""
     session.info.setdefault(_PENDING, []).append(buffer)
 
@@ -43,11 +43,15 @@ def actor_statement(actor_id: int | None, actor_type: str = "system",
     )
 
 
-class UnitOfWork:
-    """A session bound to one transaction, with the audit actor set for its triggers."""
+S = TypeVar("S", Session, Connection)
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
+
+class UnitOfWork(Generic[S]):
+    """A session (or a bare connection) bound to one transaction, with the audit actor set for
+    its triggers."""
+
+    def __init__(self, session: S) -> None:
+        self.session: S = session
         self._committed = False
 
     def set_actor(self, actor_id: int | None, actor_type: str = "system",
@@ -70,7 +74,7 @@ class UnitOfWork:
 
 
 @contextmanager
-def unit_of_work(engine: Engine) -> Iterator[UnitOfWork]:
+def unit_of_work(engine: Engine) -> Iterator[UnitOfWork[Session]]:
     """Open a transaction; it commits only through `uow.commit()`, otherwise rolls back."""
     session = Session(bind=engine, expire_on_commit=False, autoflush=True)
     uow = UnitOfWork(session)
@@ -80,3 +84,21 @@ def unit_of_work(engine: Engine) -> Iterator[UnitOfWork]:
         if not uow.committed:
             session.rollback()
         session.close()
+
+
+@contextmanager
+def connection_unit_of_work(engine: Engine) -> Iterator[UnitOfWork[Connection]]:
+    """`unit_of_work` on a bare connection, for the purchase path, whose statements all go
+    through `run` or a text `execute`: opening and committing an ORM session was about a
+    tenth of an orders worker's CPU. Same contract: commits only through `uow.commit()`."""
+    conn = engine.connect()
+    # Begun explicitly: `run` bypasses SQLAlchemy's autobegin, and a Connection with no
+    # transaction begun would take `commit()` as a no-op.
+    conn.begin()
+    uow = UnitOfWork(conn)
+    try:
+        yield uow
+    finally:
+        if not uow.committed:
+            conn.rollback()
+        conn.close()

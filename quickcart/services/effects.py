@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from quickcart.db import outbox
+from quickcart.db.sql import Tx
 from quickcart.db.uow import flush_before_commit
 from quickcart.services import topics
 
@@ -19,7 +18,7 @@ class Effects:
     commit with the change; `messages` then holds them for the task to publish after commit.
     """
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Tx) -> None:
         self.session = session
         self._pending: list[tuple[str, str, dict[str, Any]]] = []
         self.messages: list[outbox.OutboxMessage] = []

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy.orm import Session
-
-from quickcart.db.sql import run
+from quickcart.db.sql import Tx, run
 from quickcart.domain.errors import ShopError
 
 
 def move_balance(
-    session: Session,
+    session: Tx,
     user_id: int,
     amount: Decimal,
     reason: str,
@@ -47,7 +45,7 @@ def move_balance(
     return new_balance
 
 
-def ledger_has(session: Session, reason: str, reference_type: str, reference_id: str) -> bool:
+def ledger_has(session: Tx, reason: str, reference_type: str, reference_id: str) -> bool:
     """Whether this exact balance move already happened (the retry-safe check)."""
     return bool(run(
         session,

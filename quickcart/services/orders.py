@@ -9,13 +9,12 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from quickcart.config import get_settings
 from quickcart.db import idempotency, locks
 from quickcart.db.outbox import OutboxMessage
-from quickcart.db.sql import Record, run, sql
-from quickcart.db.uow import actor_statement, unit_of_work
+from quickcart.db.sql import Record, Tx, run, sql
+from quickcart.db.uow import actor_statement, connection_unit_of_work, unit_of_work
 from quickcart.domain.codes import new_invoice_id
 from quickcart.domain.errors import ShopError
 from quickcart.domain.money import ZERO, as_text
@@ -53,7 +52,7 @@ def create_order(engine: Engine, cmd: CreateOrder) -> Outcome:
     this transaction, and a refusal is recorded under it too (with its one polite message)."""
     try:
         _validate(cmd)
-        with unit_of_work(engine) as uow:
+        with connection_unit_of_work(engine) as uow:
             actor = actor_statement(cmd.user_id, "user", {"intent": cmd.idempotency_key})
             prior = idempotency.claim(uow.session, cmd.idempotency_key, "create_order", actor)
             if prior is not None:
@@ -76,7 +75,7 @@ def create_order(engine: Engine, cmd: CreateOrder) -> Outcome:
 
 def reject(engine: Engine, user_id: int, key: str, scope: str, refusal: ShopError) -> Outcome:
     """Record a refusal under the intent's key with its message; nothing else changes."""
-    with unit_of_work(engine) as uow:
+    with connection_unit_of_work(engine) as uow:
         prior = idempotency.claim(uow.session, key, scope)
         if prior is not None:
             return Outcome(prior)
@@ -110,7 +109,7 @@ class _Plan:
     voucher_id: int | None
 
 
-def _check(session: Session, cmd: CreateOrder, now: datetime) -> _Plan:
+def _check(session: Tx, cmd: CreateOrder, now: datetime) -> _Plan:
     """Lock the user, the voucher and free units, and check everything; writes nothing, so a
     ShopError raised here leaves the transaction clean for recording the refusal."""
     user = locks.lock_user(session, cmd.user_id)
@@ -151,7 +150,7 @@ def _check(session: Session, cmd: CreateOrder, now: datetime) -> _Plan:
     return _Plan(found.name, price, bill, units, voucher.id if voucher else None)
 
 
-def _apply(session: Session, effects: Effects, cmd: CreateOrder, plan: _Plan,
+def _apply(session: Tx, effects: Effects, cmd: CreateOrder, plan: _Plan,
            now: datetime) -> dict[str, Any]:
     """Write the checked order: order, items, units reserved; paid at once for balance."""
     bill = plan.bill
@@ -201,7 +200,7 @@ def _apply(session: Session, effects: Effects, cmd: CreateOrder, plan: _Plan,
     }
 
 
-def settle_paid(session: Session, effects: Effects, order: Record, now: datetime,
+def settle_paid(session: Tx, effects: Effects, order: Record, now: datetime,
                 amount_paid: Any, has_voucher: bool = True) -> None:
     """Mark a pending order paid: units sold, sales counted, voucher used, delivery queued.
 
@@ -226,7 +225,7 @@ def settle_paid(session: Session, effects: Effects, order: Record, now: datetime
     # Admins hear of sales in the periodic digest (quickcart.services.digest), not per order.
 
 
-def release_order(session: Session, effects: Effects, order: Record, status: str) -> None:
+def release_order(session: Tx, effects: Effects, order: Record, status: str) -> None:
     """Expire or cancel a pending order: items kept as history, units and voucher freed.
 
     The caller holds the user and order locks. Items leave order_items first: the composite key

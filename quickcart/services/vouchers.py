@@ -7,11 +7,10 @@ from decimal import Decimal
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from quickcart.config import get_settings
 from quickcart.db import locks
-from quickcart.db.sql import Record
+from quickcart.db.sql import Record, Tx
 from quickcart.db.uow import unit_of_work
 from quickcart.domain.codes import new_voucher_code
 from quickcart.domain.errors import ShopError
@@ -63,7 +62,7 @@ def generate_vouchers(
     return codes
 
 
-def _require_admin(session: Session, actor_id: int) -> None:
+def _require_admin(session: Tx, actor_id: int) -> None:
     role = session.execute(
         text("SELECT member_status FROM users WHERE id = :id"), {"id": actor_id}
     ).scalar()
@@ -71,7 +70,7 @@ def _require_admin(session: Session, actor_id: int) -> None:
         raise ShopError("not_admin")
 
 
-def hold_voucher(session: Session, user_id: int, code: str, now: datetime) -> Record:
+def hold_voucher(session: Tx, user_id: int, code: str, now: datetime) -> Record:
     """Lock and validate a code for a new order of `user_id` (caller holds the user lock).
 
     Distinct refusals: unknown, used (or held by another pending order), expired, cooldown.
@@ -93,13 +92,13 @@ def hold_voucher(session: Session, user_id: int, code: str, now: datetime) -> Re
     return voucher
 
 
-def attach_voucher(session: Session, voucher_id: int, order_id: int) -> None:
+def attach_voucher(session: Tx, voucher_id: int, order_id: int) -> None:
     """Hold the (locked) voucher for a pending order: one code per order by unique index."""
     session.execute(text("UPDATE vouchers SET order_id = :o WHERE id = :v"),
                     {"o": order_id, "v": voucher_id})
 
 
-def use_order_voucher(session: Session, order_id: int, user_id: int, now: datetime) -> bool:
+def use_order_voucher(session: Tx, order_id: int, user_id: int, now: datetime) -> bool:
     """Mark the order's held voucher used and start the user's cooldown (order is being paid)."""
     used = session.execute(
         text("UPDATE vouchers SET is_used = true, used_by = :u, used_at = :now"
@@ -117,7 +116,7 @@ def use_order_voucher(session: Session, order_id: int, user_id: int, now: dateti
     return True
 
 
-def release_order_voucher(session: Session, order_id: int) -> None:
+def release_order_voucher(session: Tx, order_id: int) -> None:
     """Give back a voucher held by an order that expired or was cancelled."""
     session.execute(
         text("UPDATE vouchers SET order_id = NULL WHERE order_id = :o AND NOT is_used"),

@@ -37,8 +37,15 @@ def _stored(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
     return [json.loads(raw) for raw in reversed(client.lrange(queue, 0, -1))]
 
 
-def test_pushed_message_is_what_send_task_stores(broker: tuple[redis.Redis, str]) -> None:
+@pytest.mark.parametrize("registered", [False, True], ids=["bot", "worker"])
+def test_pushed_message_is_what_send_task_stores(broker: tuple[redis.Redis, str],
+                                                 registered: bool) -> None:
+    """In the bot no task is registered; in a worker every one is, and lends its time limits."""
     client, queue = broker
+    if registered:
+        import workers.tasks.orders  # noqa: F401 - defines quickcart.create_order
+
+        assert "quickcart.create_order" in app.tasks  # finalized: registered, as in a worker
     kwargs = {"user_id": 7, "product_id": 1, "quantity": 2, "payment_method": "qris",
               "idempotency_key": "k-1", "voucher_code": None}
     bind_correlation_id("cid-push")
@@ -54,6 +61,9 @@ def test_pushed_message_is_what_send_task_stores(broker: tuple[redis.Redis, str]
     assert base64.b64decode(sent.pop("body")) == base64.b64decode(pushed.pop("body"))
     assert sent == pushed
     assert pushed["headers"]["correlation_id"] == "cid-push"
+    if registered:
+        assert pushed["headers"]["timelimit"] == [app.conf.task_time_limit,
+                                                  app.conf.task_soft_time_limit]
     assert pushed["properties"]["delivery_info"] == {"exchange": "", "routing_key": queue}
 
 
@@ -121,3 +131,21 @@ def test_run_alone_leaves_the_pooled_connection_transactional(db: Engine) -> Non
         assert _published(db, rows) == 1
     finally:
         one.dispose()
+
+
+def test_a_broker_other_than_redis_is_refused_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Messages are pushed in kombu's Redis layout: another broker would never see them."""
+    import os
+
+    from workers import runtime
+
+    key = (os.getpid(), "broker")
+    saved = runtime._clients.pop(key, None)
+    monkeypatch.setattr(app.conf, "broker_url", "amqp://guest:guest@127.0.0.1:5672//")
+    try:
+        with pytest.raises(RuntimeError, match="needs a Redis broker, not amqp://"):
+            runtime.broker_client()
+    finally:
+        runtime._clients.pop(key, None)
+        if saved is not None:
+            runtime._clients[key] = saved
