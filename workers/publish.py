@@ -4,11 +4,8 @@ committed, and the beat relay re-publishes whatever a crash left behind."""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-
-import redis
+from collections.abc import Iterable, Sequence
 
 from quickcart.adapters import redis_store
 from quickcart.db import outbox
@@ -57,25 +54,16 @@ def publish_committed_unsafe(messages: Iterable[outbox.OutboxMessage],
 BROKER_MARK = "quickcart:broker:mark"
 
 
-@contextlib.contextmanager
-def _broker_redis() -> Iterator[redis.Redis]:
-    with app.pool.acquire(block=True) as conn, \
-            conn.default_channel.conn_or_acquire() as client:
-        yield client
-
-
 def broker_lost_queues_unsafe() -> bool:
     """Whether the broker's mark is missing: it restarted empty (or is new) since
     `mark_broker_unsafe`, so every message it held is gone."""
-    with _broker_redis() as client:
-        return not client.exists(BROKER_MARK)
+    return not runtime.broker_client().exists(BROKER_MARK)
 
 
 def mark_broker_unsafe() -> None:
     """Set the mark, once what only the broker held has been re-queued (a re-queue that failed
     leaves it unset, so the next relay tries again)."""
-    with _broker_redis() as client:
-        client.set(BROKER_MARK, "1")
+    runtime.broker_client().set(BROKER_MARK, "1")
 
 
 def relay_pending_unsafe(min_age_seconds: float = 2.0, limit: int = 500) -> int:
