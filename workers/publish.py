@@ -27,8 +27,8 @@ def _built(messages: Sequence[outbox.OutboxMessage]) -> list[tuple[str, str]]:
     ]
 
 
-def _send(messages: Sequence[outbox.OutboxMessage]) -> None:
-    push.push_unsafe(runtime.broker_client(), _built(messages))
+def _send(messages: Sequence[outbox.OutboxMessage], drop_cache_keys: Sequence[str] = ()) -> None:
+    push.push_unsafe(runtime.broker_client(), _built(messages), delete=drop_cache_keys)
 
 
 def publish_committed_unsafe(messages: Iterable[outbox.OutboxMessage],
@@ -42,11 +42,8 @@ def publish_committed_unsafe(messages: Iterable[outbox.OutboxMessage],
         drop_cache_keys = ()
     if not message_list:
         return 0
-
-    def send(messages: Sequence[outbox.OutboxMessage]) -> None:
-        push.push_unsafe(runtime.broker_client(), _built(messages), delete=drop_cache_keys)
-
-    return outbox.publish_now(runtime.engine(), send, message_list)
+    return outbox.publish_now(runtime.engine(),
+                              lambda messages: _send(messages, drop_cache_keys), message_list)
 
 
 # Set in the broker's Redis by the relay. Redis keeps nothing on disk, so its absence means the
