@@ -5,6 +5,8 @@ from __future__ import annotations
 from celery import Celery
 from celery.signals import worker_init, worker_process_init
 
+from workers import result_repr
+
 TASK_MODULES = [
     "workers.tasks.orders",
     "workers.tasks.payments",
@@ -21,6 +23,9 @@ app = Celery("quickcart", include=TASK_MODULES)
 app.config_from_object("celeryconfig")
 
 from workers import observability  # noqa: E402,F401 - connects the logging/correlation signals
+
+# Task results are flat dicts: their event text by the builtin repr (workers/result_repr.py).
+result_repr.install()
 
 
 @worker_process_init.connect

@@ -58,6 +58,13 @@ def broker_client() -> redis.Redis:
     """The broker's Redis, for pushing task messages (workers.push). One connection of its own
     (a pool child runs one task at a time): redis-py's pool checkout per command, which polls
     the socket, was half of a push's CPU. Pipelines still take a pooled connection."""
+    # The cached client first: reading the URL from Celery's settings view on every push was
+    # a fiftieth of a pool child's CPU.
+    client = _clients.get((os.getpid(), "broker"))
+    return client if client is not None else _per_process("broker", _new_broker_client)
+
+
+def _new_broker_client() -> redis.Redis:
     from workers.app import app
 
     url = str(app.conf.broker_url)
@@ -67,8 +74,8 @@ def broker_client() -> redis.Redis:
         # Messages are pushed in kombu's Redis layout (and celeryconfig patches its Redis
         # transport): another broker would never see them.
         raise RuntimeError(f"QuickCart needs a Redis broker, not {url.split(':', 1)[0]}://")
-    return _per_process("broker", lambda: redis.Redis.from_url(
-        url, socket_connect_timeout=5, socket_timeout=10, single_connection_client=True))
+    return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10,
+                                single_connection_client=True)
 
 
 def cache_shares_broker() -> bool:
