@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 
 from bench import cpu
-from bench.common import Report, intent_key, percentile, raw_baseline
+from bench.common import Report, intent_key, percentile, raw_baseline, seed_history
 from bench.events import TaskWatcher
 from bench.harness import Proc, Stack, wait_until
 
@@ -26,6 +26,7 @@ NOTIFY_QUEUES = "notify"
 # not part of its transaction), so the delivery checks look at the shop's orders only.
 APP_USERS = 10_000
 BASELINE_USERS = 50_000
+HISTORY = 3000  # sales before anything is measured (bench.common.seed_history)
 _UNDELIVERED = (f"SELECT count(*) FROM orders WHERE status = 'paid' AND delivered_at IS NULL"
                 f" AND user_id < {BASELINE_USERS}")
 _RECORDED_SQL = text(
@@ -225,12 +226,14 @@ def run(size: int, as_json: bool, levels: tuple[int, ...] = (8, 32)) -> Report:
     with Stack("orders", quiet=as_json) as stack:
         app_users = stack.add_users(APP_USERS, max(levels), balance=PRICE * (size * 2 + 1000))
         base_users = stack.add_users(BASELINE_USERS, 64, balance=PRICE * (size * 2 + 1000))
-        stack.add_product(PRODUCT, PRICE, app_units + 3 * baseline_n + 100)
+        stack.add_product(PRODUCT, PRICE, app_units + 3 * baseline_n + HISTORY + 100)
         stack.vacuum()
         # The figure ends where the issue puts it, at the hand-off to the notify queue, so the
         # delivery worker does not run while a level is measured; it drains the queue after
         # each level, which also checks that every paid order was delivered once.
         start_shop(stack, 8, notify=False)
+        stack.log(f"history: {HISTORY} raw-SQL sales, then ANALYZE (not measured)")
+        seed_history(stack, base_users, PRODUCT, PRICE, orders=HISTORY)
 
         stack.log(f"raw-SQL baseline: {baseline_n} orders on 8 connections")
         assert stack.main is not None
