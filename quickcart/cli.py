@@ -168,9 +168,11 @@ def cmd_flower(args: argparse.Namespace) -> int:
 
 
 def cmd_bot(args: argparse.Namespace) -> int:
-    """The Telegram bot (polling)."""
+    """The Telegram bot: long polling, or a webhook listener with `--webhook-url`."""
     get_settings().require("bot")
-    return _exec_module("bot.app", [])
+    webhook = (["--webhook-url", args.webhook_url, "--listen", args.listen,
+                "--port", str(args.port)] if args.webhook_url else [])
+    return _exec_module("bot.app", webhook)
 
 
 def _engines() -> tuple[Engine, Engine]:
@@ -261,7 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=5555)
     p.set_defaults(func=cmd_flower)
 
-    p = sub.add_parser("bot", help="the Telegram bot")
+    p = sub.add_parser("bot", help="the Telegram bot (long polling unless --webhook-url)")
+    p.add_argument("--webhook-url", help="public HTTPS URL Telegram posts updates to (behind"
+                   " your TLS proxy); needs TELEGRAM_WEBHOOK_SECRET")
+    p.add_argument("--listen", default="127.0.0.1", help="webhook listen address")
+    p.add_argument("--port", type=int, default=8443, help="webhook listen port")
     p.set_defaults(func=cmd_bot)
 
     p = sub.add_parser("check", help="check invariants over the live databases")

@@ -28,6 +28,7 @@ from starlette.datastructures import UploadFile
 from sandbox.serving import listening_socket
 from sandbox.telegram_botapi import BotApi, Upload
 from sandbox.telegram_state import JSON, SimState
+from sandbox.telegram_webhook import WebhookPusher
 
 __all__ = ["DEFAULT_TOKEN", "TelegramSimulator", "create_app", "serve"]
 
@@ -351,6 +352,7 @@ class TelegramSimulator:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
+        self._pusher: WebhookPusher | None = None
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -392,6 +394,7 @@ class TelegramSimulator:
         self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
                                         name=f"telegram-sim-{self._port}", daemon=True)
         self._thread.start()
+        self._pusher = WebhookPusher(self.state).start()
         deadline = time.monotonic() + timeout
         while not server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
@@ -403,6 +406,9 @@ class TelegramSimulator:
     def stop(self, timeout: float = 10.0) -> None:
         """Wake long-polls, stop uvicorn and join its thread."""
         self.state.close()
+        if self._pusher is not None:
+            self._pusher.stop()
+            self._pusher = None
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
@@ -539,7 +545,12 @@ def serve(host: str = "127.0.0.1", port: int = 8081, token: str = DEFAULT_TOKEN)
     """Run the simulator in the foreground (blocking) until interrupted."""
     print(f"Telegram sandbox: web chat http://{host}:{port}/  "
           f"Bot API http://{host}:{port}/bot<token>/<method>  token {token}", flush=True)
-    uvicorn.run(create_app(token), host=host, port=port, log_level="info")
+    state = SimState(token)
+    pusher = WebhookPusher(state).start()
+    try:
+        uvicorn.run(create_app(token, state), host=host, port=port, log_level="info")
+    finally:
+        pusher.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -382,7 +382,9 @@ class BotApi:
             st.cond.wait(remaining)
 
     def m_setWebhook(self, p: Params) -> bool:
-        """Record a webhook (updates are not pushed to it; getUpdates then returns 409)."""
+        """Set a webhook: pending updates are POSTed to it (sandbox.telegram_webhook) and
+        getUpdates returns 409. Plain http is accepted, so a bot on loopback is reachable
+        without the TLS proxy a real deployment puts in front of it."""
         url = p.get_str("url") or ""
         if url and not re.match(r"https?://", url):
             raise bad_request("bad webhook: An HTTPS URL must be provided for webhook")
@@ -394,6 +396,10 @@ class BotApi:
             "ip_address": p.get_str("ip_address"),
             "set_at": int(time.time()),
         }
+        if url:
+            self.state.webhook_active.set()
+        else:
+            self.state.webhook_active.clear()
         if p.get_bool("drop_pending_updates"):
             self.state.updates = []
         self.state.touch()
@@ -402,6 +408,7 @@ class BotApi:
     def m_deleteWebhook(self, p: Params) -> bool:
         """Remove the webhook; ``drop_pending_updates`` clears the queue."""
         self.state.webhook = {"url": ""}
+        self.state.webhook_active.clear()
         if p.get_bool("drop_pending_updates"):
             self.state.updates = []
         self.state.touch()
@@ -421,6 +428,9 @@ class BotApi:
                 out["allowed_updates"] = wh["allowed_updates"]
             if wh.get("ip_address"):
                 out["ip_address"] = wh["ip_address"]
+            if wh.get("last_error_date"):
+                out["last_error_date"] = wh["last_error_date"]
+                out["last_error_message"] = wh.get("last_error_message", "")
         return out
 
     @staticmethod

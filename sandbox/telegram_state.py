@@ -161,6 +161,7 @@ class SimState:
         self.calls: deque[JSON] = deque(maxlen=MAX_CALLS)
         self.commands: dict[str, list[JSON]] = {}
         self.webhook: JSON = {"url": ""}
+        self.webhook_active = threading.Event()  # set while a webhook URL is set
         self.allowed_updates: set[str] = set(DEFAULT_UPDATE_TYPES)
         self.poll_generation = 0
         self.rate_limit: JSON = {

@@ -11,12 +11,13 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import text
 
 from quickcart.services.vouchers import generate_vouchers
 from tests.e2e.conftest import Shop
-from tests.support import ROOT, wait_until
+from tests.support import ROOT, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -394,3 +395,56 @@ def test_qris_cancel_and_check_limit(shop: Shop, bot: Any) -> None:
     said(shop, uid, f"Pesanan {invoice.group(1)} dibatalkan")
     assert shop.q("SELECT count(*) FROM orders") == 1
     assert shop.q("SELECT status FROM orders") == "cancelled"
+
+
+def test_webhook_mode_answers_pushed_updates_and_refuses_forged_ones(shop: Shop) -> None:
+    """`quickcart bot --webhook-url …`: the bot sets its webhook with the secret, answers
+    the updates the simulator pushes to it (a command and a button), never polls, and a POST
+    without the secret gets 403 and changes nothing."""
+    uid = shop.add_user(5031, balance=0)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/telegram-updates"
+    secret = "webhook-secret-5031"  # noqa: S105 - test value
+    env = {**shop.env, "TELEGRAM_WEBHOOK_SECRET": secret}
+    since = shop.telegram.last_call_seq()
+    log_path = shop.tmp / "bot-webhook.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "quickcart.cli", "bot", "--webhook-url", url,
+             "--listen", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def webhook_set() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError("bot died:\n" + log_path.read_text(errors="replace"))
+            return bool(shop.telegram.state.webhook.get("url") == url)
+        wait_until(webhook_set, what="setWebhook", timeout=60)
+        assert shop.telegram.state.webhook.get("secret_token") == secret
+
+        shop.telegram.send_command(uid, "start")
+        welcome = said(shop, uid, "Selamat datang")
+        press(shop, uid, welcome, "c:cats", lambda m: m.get("edit_date") is not None
+              or "Kategori" in content(m))
+
+        # A forged update (no secret, then a wrong one) reaches the listener and is refused.
+        after = last_id(shop, uid)
+        forged = {"update_id": 999_999, "message": {
+            "message_id": 1, "date": 0, "chat": {"id": uid, "type": "private"},
+            "from": {"id": uid, "is_bot": False, "first_name": "X"}, "text": "/start"}}
+        for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}):
+            assert httpx.post(url, json=forged, headers=headers, timeout=10).status_code == 403
+        shop.telegram.send_text(uid, "AKUN")  # a real update after the forged ones
+        profile = said(shop, uid, "Profil", after)
+        assert [m["message_id"] for m in shop.telegram.bot_messages(uid)
+                if m["message_id"] > after] == [profile["message_id"]]
+        assert not shop.telegram.calls(method="getUpdates", since=since)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        # The simulator is shared: the next test's bot polls again.
+        httpx.post(shop.telegram.api_url("deleteWebhook"), timeout=10)

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import segno
+from fastapi import FastAPI, Request, Response
 from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -31,6 +32,7 @@ from telegram.ext import (
     filters,
 )
 
+from sandbox.serving import ServedApp, wait_until
 from sandbox.telegram import TelegramSimulator
 
 pytestmark = pytest.mark.timeout(60)
@@ -649,3 +651,48 @@ def test_parse_modes_produce_telegram_entities(sim: TelegramSimulator,
     assert r.json()["description"] == (
         'Bad Request: can\'t parse entities: Unsupported start tag "blink" at byte offset 0'
     )
+
+
+def test_webhook_pushes_updates_with_the_secret_and_retries_until_accepted(
+        sim: TelegramSimulator) -> None:
+    """While a webhook is set, updates are POSTed to it in order with the secret header; a
+    non-2xx answer keeps the update queued (shown in getWebhookInfo) and it is sent again."""
+    received: list[tuple[str | None, dict[str, Any]]] = []
+    failing = threading.Event()
+    failing.set()
+    hook = FastAPI()
+
+    @hook.post("/hook")
+    async def take(request: Request) -> Response:
+        received.append((request.headers.get("x-telegram-bot-api-secret-token"),
+                         await request.json()))
+        return Response(status_code=500 if failing.is_set() else 200)
+
+    served = ServedApp(hook)
+    try:
+        api = f"{sim.base_url}/bot{sim.token}"
+        assert httpx.post(f"{api}/setWebhook", data={
+            "url": served.url + "/hook", "secret_token": "s3cret"}).json()["result"] is True
+        # A polling bot is told the webhook is in the way, as Telegram does.
+        assert httpx.post(f"{api}/getUpdates").status_code == 409
+        uid = sim.add_user("Wendy")["id"]
+        sim.send_text(uid, "halo")
+        sim.send_text(uid, "lagi")
+
+        wait_until(lambda: len(received) >= 2, what="a retried push", timeout=20)
+        assert {r[1]["message"]["text"] for r in received} == {"halo"}  # still the first
+        info = httpx.post(f"{api}/getWebhookInfo").json()["result"]
+        assert info["pending_update_count"] == 2
+        assert info["last_error_message"] == "Wrong response: 500"
+
+        failing.clear()
+        wait_until(lambda: httpx.post(f"{api}/getWebhookInfo").json()["result"][
+            "pending_update_count"] == 0, what="updates accepted", timeout=20)
+        texts = [r[1]["message"]["text"] for r in received]
+        assert texts[-2:] == ["halo", "lagi"] and set(texts[:-2]) == {"halo"}
+        assert {r[0] for r in received} == {"s3cret"}
+        ids = [r[1]["update_id"] for r in received]
+        assert ids[-1] == ids[-2] + 1
+    finally:
+        httpx.post(f"{sim.base_url}/bot{sim.token}/deleteWebhook")
+        served.stop()
