@@ -70,21 +70,32 @@ def send_catalog_message(engine: Engine, messenger: Messenger, chat_id: int, key
     return True
 
 
+# Messages a consumer marks sent with the once key `outbox:{id}` (the admin fan-out marks it
+# once every admin's copy is queued); nothing else re-sends them after the broker lost them.
+# Deliveries, QR creation, expiries and payments have sweeps of their own.
+REQUEUED_AFTER_BROKER_LOSS = tuple(topic for topic, _queue in (
+    topics.SEND_MESSAGE, topics.SEND_PAYMENT_QR, topics.UPDATE_PAYMENT_QR,
+    topics.NOTIFY_ADMINS))
+
+
 def requeue_unsent_messages(engine: Engine, within_hours: int = 24) -> int:
-    """After the broker lost its queues: mark every published catalog message whose consumer
-    never claimed it (its once key `outbox:{id}`) unpublished again, for the relay to send.
+    """After the broker lost its queues: mark every published message of the
+    `REQUEUED_AFTER_BROKER_LOSS` topics whose consumer never claimed its once key
+    (`outbox:{id}`) unpublished again, for the relay to send.
 
     Locks those outbox rows (one UPDATE). Safe to run twice and against a healthy broker: a
-    copy that was still queued and the re-sent one share the once key, so one is sent. Rows
-    older than `within_hours` are left alone (the purge of published rows is not far off)."""
+    copy that was still queued and the re-sent one share the once key, so one is sent. A
+    consumer that found nothing to do (a QR already gone) claims nothing and is asked again,
+    harmlessly. Rows older than `within_hours` are left alone (the purge of published rows is
+    not far off)."""
     with engine.begin() as conn:
         result = conn.execute(sql(
             "UPDATE outbox SET published_at = NULL, leased_until = NULL"
-            " WHERE topic = :topic AND published_at IS NOT NULL"
+            " WHERE topic = ANY(:topics) AND published_at IS NOT NULL"
             " AND created_at > now() - make_interval(hours => :h)"
             " AND NOT EXISTS (SELECT 1 FROM idempotency_keys k"
             " WHERE k.key = 'outbox:' || outbox.id)"),
-            {"topic": topics.SEND_MESSAGE[0], "h": within_hours})
+            {"topics": list(REQUEUED_AFTER_BROKER_LOSS), "h": within_hours})
     return int(result.rowcount or 0)
 
 

@@ -1,11 +1,21 @@
 """notifications.requeue_unsent_messages on real PostgreSQL: after the broker lost its queues,
-exactly the published catalog messages that no consumer claimed go back to the relay."""
+exactly the published messages that no consumer claimed go back to the relay (catalog messages,
+admin notices, QR photos and their edits; the rest have sweeps of their own)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
 from sqlalchemy import Engine, text
 
-from quickcart.services import notifications
+from quickcart.config import get_settings
+from quickcart.db.urls import service_urls
+from quickcart.services import notifications, topics
+from tests.conftest import TestUrls
+from workers import runtime
+from workers.tasks import notify
 
 
 def _outbox(db: Engine, topic: str, published: bool, age_hours: float = 0) -> int:
@@ -35,3 +45,52 @@ def test_only_unclaimed_published_messages_are_requeued(db: Engine) -> None:
     assert {sent, delivery, old}.isdisjoint(unpublished)
     # Running it again changes nothing more (the lost row is now the relay's to publish).
     assert notifications.requeue_unsent_messages(db) == 0
+
+
+@pytest.mark.parametrize("topic", [t for t, _q in (
+    topics.SEND_MESSAGE, topics.SEND_PAYMENT_QR, topics.UPDATE_PAYMENT_QR,
+    topics.NOTIFY_ADMINS)])
+def test_every_message_without_a_sweep_of_its_own_is_requeued(db: Engine, topic: str) -> None:
+    lost = _outbox(db, topic, published=True)
+    sent = _outbox(db, topic, published=True)
+    with db.begin() as conn:
+        conn.execute(text("INSERT INTO idempotency_keys (key, scope) VALUES (:k, 'x')"),
+                     {"k": f"outbox:{sent}"})
+    assert notifications.requeue_unsent_messages(db) == 1
+    with db.connect() as conn:
+        assert set(conn.execute(text(
+            "SELECT id FROM outbox WHERE published_at IS NULL")).scalars()) == {lost}
+
+
+@pytest.fixture()
+def task_env(monkeypatch: pytest.MonkeyPatch, test_urls: TestUrls,
+             db: Engine) -> Iterator[list[dict[str, Any]]]:
+    """The notify tasks against this session's databases, with their publishes captured."""
+    monkeypatch.setenv("DATABASE_URL", test_urls.database_url)
+    monkeypatch.setenv("AUDIT_DATABASE_URL", test_urls.audit_database_url)
+    monkeypatch.setenv("REDIS_URL", test_urls.redis_url)
+    monkeypatch.setenv("ADMIN_IDS", "4242,4343")
+    get_settings.cache_clear()
+    service_urls.cache_clear()
+    runtime._clients.clear()
+    queued: list[dict[str, Any]] = []
+    monkeypatch.setattr(notify.send_message, "apply_async",
+                        lambda **kw: queued.append(kw["kwargs"]))
+    try:
+        yield queued
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        service_urls.cache_clear()
+        runtime._clients.clear()
+
+
+def test_an_admin_notice_is_marked_sent_once_every_copy_is_queued(
+        task_env: list[dict[str, Any]], db: Engine) -> None:
+    notice = _outbox(db, topics.NOTIFY_ADMINS[0], published=True)
+    assert notify.notify_admins.run("admin.new_order", {"x": 1}, outbox_id=notice) == 2
+    assert sorted(q["chat_id"] for q in task_env) == [4242, 4343]
+    assert notifications.requeue_unsent_messages(db) == 0  # fanned out: not asked again
+    # A second fan-out (the notice re-queued anyway) reuses each admin's once key.
+    notify.notify_admins.run("admin.new_order", {"x": 1}, outbox_id=notice)
+    assert len({q["once_key"] for q in task_env}) == 2

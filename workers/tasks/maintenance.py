@@ -23,8 +23,9 @@ from workers.publish import broker_lost_queues_unsafe, mark_broker_unsafe, relay
 @app.task(base=QuickCartTask, name="quickcart.relay_outbox")
 def relay_outbox() -> int:
     """Publish committed side effects their own task did not (crash, Redis down); after the
-    broker restarted empty, first re-send the catalog messages that died queued in it (the
-    other effects have sweeps of their own: deliveries, QRIS, expiry, reconciliation)."""
+    broker restarted empty, first re-send the messages that died queued in it: catalog
+    messages, admin notices, QR photos and their receipt edits (the other effects have sweeps
+    of their own: deliveries, QRIS, expiry, reconciliation)."""
     if broker_lost_queues_unsafe():
         notifications.requeue_unsent_messages(runtime.engine())
         mark_broker_unsafe()  # only after the re-queue committed

@@ -45,12 +45,18 @@ def send_message(self: Any, chat_id: int, key: str, params: dict[str, Any],
 @app.task(base=QuickCartTask, name="quickcart.notify_admins")
 def notify_admins(key: str, params: dict[str, Any], outbox_id: int | None = None) -> int:
     """Fan one catalog message out to every admin, each copy at most once per outbox id."""
-    chats = notifications.admin_chat_ids(runtime.engine())
+    engine = runtime.engine()
+    chats = notifications.admin_chat_ids(engine)
     for chat_id in chats:
         once = f"outbox:{outbox_id}:admin:{chat_id}" if outbox_id else None
         send_message.apply_async(
             kwargs={"chat_id": chat_id, "key": key, "params": params, "once_key": once},
             queue="notify")
+    if outbox_id:
+        # Marked only once every copy is queued: the re-queue after a broker loss
+        # (notifications.requeue_unsent_messages) fans out again what never got this far,
+        # and each admin's own once key keeps a second fan-out from sending twice.
+        notifications.claim_once(engine, f"outbox:{outbox_id}", "admins")
     return len(chats)
 
 
