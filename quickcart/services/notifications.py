@@ -14,9 +14,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from quickcart.config import get_settings
+from quickcart.db import idempotency, outbox
 from quickcart.db.sql import run_alone, sql
+from quickcart.db.uow import unit_of_work
 from quickcart.messages import render
 from quickcart.services import delivery, topics
+from quickcart.services.effects import Effects
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 
@@ -97,6 +100,26 @@ def requeue_unsent_messages(engine: Engine, within_hours: int = 24) -> int:
             " WHERE k.key = 'outbox:' || outbox.id)"),
             {"topics": list(REQUEUED_AFTER_BROKER_LOSS), "h": within_hours})
     return int(result.rowcount or 0)
+
+
+def fan_out_to_admins(engine: Engine, key: str, params: dict[str, Any],
+                      outbox_id: int | None = None) -> list[outbox.OutboxMessage]:
+    """Queue one `send_message` outbox row per admin chat, in one transaction that also claims
+    the notice's once key `outbox:{outbox_id}`; returns the rows to publish after commit.
+
+    Locks nothing but that key. Idempotent: a second run finds the key claimed and queues
+    nothing, and each copy is a message of its own (sent at most once, re-queued after a
+    broker loss like any catalog message)."""
+    chats = admin_chat_ids(engine)
+    with unit_of_work(engine) as uow:
+        if outbox_id is not None and idempotency.claim(
+                uow.session, f"outbox:{outbox_id}", "admins") is not None:
+            return []  # fanned out before
+        effects = Effects(uow.session)
+        for chat_id in chats:
+            effects.add(topics.SEND_MESSAGE, {"chat_id": chat_id, "key": key, "params": params})
+        uow.commit()
+    return effects.messages
 
 
 def admin_chat_ids(engine: Engine) -> list[int]:

@@ -20,6 +20,7 @@ from quickcart.services import notifications
 from workers import runtime
 from workers.app import app
 from workers.base import QuickCartTask
+from workers.publish import publish_committed_unsafe
 
 
 def _retry_later(task: Any, exc: TelegramRetryAfter) -> Retry:
@@ -44,20 +45,11 @@ def send_message(self: Any, chat_id: int, key: str, params: dict[str, Any],
 
 @app.task(base=QuickCartTask, name="quickcart.notify_admins")
 def notify_admins(key: str, params: dict[str, Any], outbox_id: int | None = None) -> int:
-    """Fan one catalog message out to every admin, each copy at most once per outbox id."""
-    engine = runtime.engine()
-    chats = notifications.admin_chat_ids(engine)
-    for chat_id in chats:
-        once = f"outbox:{outbox_id}:admin:{chat_id}" if outbox_id else None
-        send_message.apply_async(
-            kwargs={"chat_id": chat_id, "key": key, "params": params, "once_key": once},
-            queue="notify")
-    if outbox_id:
-        # Marked only once every copy is queued: the re-queue after a broker loss
-        # (notifications.requeue_unsent_messages) fans out again what never got this far,
-        # and each admin's own once key keeps a second fan-out from sending twice.
-        notifications.claim_once(engine, f"outbox:{outbox_id}", "admins")
-    return len(chats)
+    """Fan one catalog message out to every admin as outbox rows (at most once per outbox id:
+    the service claims it with the copies), then publish the copies."""
+    copies = notifications.fan_out_to_admins(runtime.engine(), key, params, outbox_id)
+    publish_committed_unsafe(copies)
+    return len(copies)
 
 
 @app.task(base=QuickCartTask, bind=True, name="quickcart.deliver_order")
