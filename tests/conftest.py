@@ -7,6 +7,7 @@ use `db` which empties every table first.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -37,6 +38,33 @@ class TestUrls:
     audit_database_url: str
     redis_url: str
     server_url: str
+
+
+@contextlib.contextmanager
+def worker_runtime(monkeypatch: pytest.MonkeyPatch, test_urls: TestUrls,
+                   **env: str) -> Iterator[None]:
+    """`workers.runtime` pointed at this session's databases and Redis (and `env`), as a task
+    body run in the test process sees them: cached settings and clients are rebuilt on the way
+    in and, after the test's monkeypatches are undone, on the way out."""
+    from quickcart.config import get_settings
+    from quickcart.db.urls import service_urls
+    from workers import runtime
+
+    def rebuild() -> None:
+        get_settings.cache_clear()
+        service_urls.cache_clear()
+        runtime._clients.clear()
+
+    for name, value in {"DATABASE_URL": test_urls.database_url,
+                        "AUDIT_DATABASE_URL": test_urls.audit_database_url,
+                        "REDIS_URL": test_urls.redis_url, **env}.items():
+        monkeypatch.setenv(name, value)
+    rebuild()
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+        rebuild()
 
 
 def _base_urls() -> tuple[str, str]:

@@ -40,13 +40,18 @@ def bot(shop: Shop) -> Iterator[subprocess.Popen[bytes]]:
         wait_until(polling, what="bot polling", timeout=60)
         yield proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the bot's process group (a clean shutdown), SIGKILL it if it hangs."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
 
 
 # ------------------------------------------------------------------ helpers
@@ -439,12 +444,6 @@ def test_webhook_mode_answers_pushed_updates_and_refuses_forged_ones(shop: Shop)
                 if m["message_id"] > after] == [profile["message_id"]]
         assert not shop.telegram.calls(method="getUpdates", since=since)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop(proc)
         # The simulator is shared: the next test's bot polls again.
         httpx.post(shop.telegram.api_url("deleteWebhook"), timeout=10)

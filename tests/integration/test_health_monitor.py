@@ -6,10 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from quickcart.config import get_settings
-from quickcart.db.urls import service_urls
 from sandbox.telegram import TelegramSimulator
-from tests.conftest import TestUrls
+from tests.conftest import TestUrls, worker_runtime
 from tests.support import free_port
 from workers import runtime
 from workers.tasks.maintenance import HEALTH_KEY, health_monitor
@@ -19,28 +17,17 @@ from workers.tasks.maintenance import HEALTH_KEY, health_monitor
 def admin_chat(monkeypatch: pytest.MonkeyPatch,
                test_urls: TestUrls) -> Iterator[TelegramSimulator]:
     sim = TelegramSimulator().start()
-    # this session's own databases: the machine's default database may not exist at all
-    monkeypatch.setenv("DATABASE_URL", test_urls.database_url)
-    monkeypatch.setenv("AUDIT_DATABASE_URL", test_urls.audit_database_url)
-    monkeypatch.setenv("REDIS_URL", test_urls.redis_url)
     sim.add_user("Admin", user_id=4242)
-    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", sim.token)
-    monkeypatch.setenv("TELEGRAM_API_BASE_URL", sim.base_url)
-    monkeypatch.setenv("ADMIN_IDS", "4242")
-    monkeypatch.setenv("PAKASIR_BASE_URL", f"http://127.0.0.1:{free_port()}")  # nobody there
-    get_settings.cache_clear()
-    service_urls.cache_clear()
-    runtime._clients.clear()
-    runtime.redis_client().delete(HEALTH_KEY)
-    try:
-        yield sim
-    finally:
+    # this session's own databases: the machine's default database may not exist at all
+    with worker_runtime(monkeypatch, test_urls, TELEGRAM_BOT_TOKEN=sim.token,
+                        TELEGRAM_API_BASE_URL=sim.base_url, ADMIN_IDS="4242",
+                        PAKASIR_BASE_URL=f"http://127.0.0.1:{free_port()}"):  # nobody there
         runtime.redis_client().delete(HEALTH_KEY)
-        sim.stop()
-        monkeypatch.undo()
-        get_settings.cache_clear()
-        service_urls.cache_clear()
-        runtime._clients.clear()
+        try:
+            yield sim
+        finally:
+            runtime.redis_client().delete(HEALTH_KEY)
+            sim.stop()
 
 
 def test_gateway_failure_is_reported_once(admin_chat: TelegramSimulator) -> None:

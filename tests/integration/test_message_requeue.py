@@ -10,11 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from quickcart.config import get_settings
-from quickcart.db.urls import service_urls
 from quickcart.services import notifications, topics
-from tests.conftest import TestUrls
-from workers import runtime
+from tests.conftest import TestUrls, worker_runtime
 from workers.tasks import notify
 
 
@@ -66,23 +63,11 @@ def test_every_message_without_a_sweep_of_its_own_is_requeued(db: Engine, topic:
 def task_env(monkeypatch: pytest.MonkeyPatch, test_urls: TestUrls,
              db: Engine) -> Iterator[list[Any]]:
     """The notify tasks against this session's databases, with their publishes captured."""
-    monkeypatch.setenv("DATABASE_URL", test_urls.database_url)
-    monkeypatch.setenv("AUDIT_DATABASE_URL", test_urls.audit_database_url)
-    monkeypatch.setenv("REDIS_URL", test_urls.redis_url)
-    monkeypatch.setenv("ADMIN_IDS", "4242,4343")
-    get_settings.cache_clear()
-    service_urls.cache_clear()
-    runtime._clients.clear()
-    published: list[Any] = []
-    monkeypatch.setattr(notify, "publish_committed_unsafe",
-                        lambda messages: published.extend(messages))
-    try:
+    with worker_runtime(monkeypatch, test_urls, ADMIN_IDS="4242,4343"):
+        published: list[Any] = []
+        monkeypatch.setattr(notify, "publish_committed_unsafe",
+                            lambda messages: published.extend(messages))
         yield published
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
-        service_urls.cache_clear()
-        runtime._clients.clear()
 
 
 def test_an_admin_notice_fans_out_once_into_messages_of_their_own(

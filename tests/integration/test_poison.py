@@ -11,9 +11,7 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Queue
 
-from quickcart.config import get_settings
-from quickcart.db.urls import service_urls
-from tests.conftest import TestUrls
+from tests.conftest import TestUrls, worker_runtime
 from workers import runtime
 from workers.app import app
 from workers.base import DEAD_LETTER_KEY, MAX_DELIVERIES, QuickCartTask
@@ -31,19 +29,9 @@ def poison_probe(tag: str) -> str:
 @pytest.fixture()
 def task_redis(monkeypatch: pytest.MonkeyPatch, test_urls: TestUrls) -> Iterator[redis.Redis]:
     """runtime.redis_client() pointed at this session's Redis; probe keys removed after."""
-    monkeypatch.setenv("REDIS_URL", test_urls.redis_url)
-    get_settings.cache_clear()
-    service_urls.cache_clear()
-    runtime._clients.clear()
-    RUNS.clear()
-    client = runtime.redis_client()
-    try:
-        yield client
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
-        service_urls.cache_clear()
-        runtime._clients.clear()
+    with worker_runtime(monkeypatch, test_urls):
+        RUNS.clear()
+        yield runtime.redis_client()
 
 
 def _deliver(task_id: str, redelivered: bool) -> Any:

@@ -11,11 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from quickcart.config import get_settings
-from quickcart.db.urls import service_urls
 from quickcart.messages import render
 from quickcart.services import digest
-from tests.conftest import TestUrls
+from tests.conftest import TestUrls, worker_runtime
 from tests.integration.test_db_rules import make_order, make_product, make_stock, make_user
 from workers import runtime
 from workers.tasks import maintenance
@@ -62,25 +60,15 @@ def test_consecutive_windows_count_each_order_once(db: Engine) -> None:
 def digest_env(monkeypatch: pytest.MonkeyPatch, test_urls: TestUrls,
                db: Engine) -> Iterator[list[dict[str, Any]]]:
     """The task against this session's databases and Redis, with its publishes captured."""
-    monkeypatch.setenv("DATABASE_URL", test_urls.database_url)
-    monkeypatch.setenv("AUDIT_DATABASE_URL", test_urls.audit_database_url)
-    monkeypatch.setenv("REDIS_URL", test_urls.redis_url)
-    monkeypatch.setenv("ADMIN_IDS", "4242,4343")
-    get_settings.cache_clear()
-    service_urls.cache_clear()
-    runtime._clients.clear()
-    runtime.redis_client().delete(maintenance.DIGEST_KEY)
-    sent: list[dict[str, Any]] = []
-    monkeypatch.setattr(maintenance.app, "send_task",
-                        lambda name, **kw: sent.append({"name": name, **kw}))
-    try:
-        yield sent
-    finally:
+    with worker_runtime(monkeypatch, test_urls, ADMIN_IDS="4242,4343"):
         runtime.redis_client().delete(maintenance.DIGEST_KEY)
-        monkeypatch.undo()
-        get_settings.cache_clear()
-        service_urls.cache_clear()
-        runtime._clients.clear()
+        sent: list[dict[str, Any]] = []
+        monkeypatch.setattr(maintenance.app, "send_task",
+                            lambda name, **kw: sent.append({"name": name, **kw}))
+        try:
+            yield sent
+        finally:
+            runtime.redis_client().delete(maintenance.DIGEST_KEY)
 
 
 def test_digest_task_sends_one_summary_per_admin_per_window(
