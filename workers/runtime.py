@@ -32,6 +32,10 @@ def retry_stale_connections_in_tasks() -> None:
 
 def _per_process(name: str, factory: Any) -> Any:
     key = (os.getpid(), name)
+    # Built once, read on every push and task: no lock once it exists (dict reads are atomic).
+    client = _clients.get(key)
+    if client is not None:
+        return client
     with _lock:
         if key not in _clients:
             _clients[key] = factory()
@@ -58,10 +62,9 @@ def broker_client() -> redis.Redis:
     """The broker's Redis, for pushing task messages (workers.push). One connection of its own
     (a pool child runs one task at a time): redis-py's pool checkout per command, which polls
     the socket, was half of a push's CPU. Pipelines still take a pooled connection."""
-    # The cached client first: reading the URL from Celery's settings view on every push was
+    # The URL is read in the factory, once: reading Celery's settings view on every push was
     # a fiftieth of a pool child's CPU.
-    client = _clients.get((os.getpid(), "broker"))
-    return client if client is not None else _per_process("broker", _new_broker_client)
+    return _per_process("broker", _new_broker_client)
 
 
 def _new_broker_client() -> redis.Redis:

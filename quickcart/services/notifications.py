@@ -73,8 +73,9 @@ def send_catalog_message(engine: Engine, messenger: Messenger, chat_id: int, key
     return True
 
 
-# Messages a consumer marks sent with the once key `outbox:{id}` (the admin fan-out marks it
-# once every admin's copy is queued); nothing else re-sends them after the broker lost them.
+# Messages a consumer marks sent with the once key `outbox:{id}` (the admin fan-out claims it
+# in the transaction that writes its copies); nothing else re-sends them after the broker
+# lost them.
 # Deliveries, QR creation, expiries and payments have sweeps of their own.
 REQUEUED_AFTER_BROKER_LOSS = tuple(topic for topic, _queue in (
     topics.SEND_MESSAGE, topics.SEND_PAYMENT_QR, topics.UPDATE_PAYMENT_QR,
@@ -117,6 +118,8 @@ def fan_out_to_admins(engine: Engine, key: str, params: dict[str, Any],
             return []  # fanned out before
         effects = Effects(uow.session)
         for chat_id in chats:
+            # Effects.message's payload, built here: its `**params` would clash with a
+            # notice's own `user_id` parameter.
             effects.add(topics.SEND_MESSAGE, {"chat_id": chat_id, "key": key, "params": params})
         uow.commit()
     return effects.messages
