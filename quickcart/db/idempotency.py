@@ -25,6 +25,24 @@ def claim(session: Tx, key: str, scope: str,
     inserted = run(session, statement, params).scalar()
     if inserted is not None:
         return None
+    return recorded(session, key)
+
+
+def claim_with_result(key: str, scope: str, result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The statement that claims `key` with its outcome at once, at the end of the effect's
+    transaction (`outbox.add_many_statement` runs it as the guard of the effect's outbox rows).
+
+    It returns the key when this transaction owns it and no row when a twin of the intent
+    already did (the twin's result is then what counts: roll back and read it). A twin still
+    in flight makes it wait for that twin's commit or rollback, as `claim` does."""
+    return ("INSERT INTO idempotency_keys (key, scope, result)"
+            " VALUES (:ik, :iscope, CAST(:iresult AS jsonb))"
+            " ON CONFLICT (key) DO NOTHING RETURNING key",
+            {"ik": key, "iscope": scope, "iresult": _json(result)})
+
+
+def recorded(session: Tx, key: str) -> dict[str, Any]:
+    """The result recorded under `key` by the transaction that claimed it."""
     result = run(session, "SELECT result FROM idempotency_keys WHERE key = :k",
                  {"k": key}).scalar()
     return dict(result) if result else {"status": "done"}

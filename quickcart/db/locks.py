@@ -12,13 +12,27 @@ products is never locked on the purchase path: sold_count moves through sold_cou
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from quickcart.db.sql import Record, Tx, run
+from quickcart.db.sql import Record, Rows, Tx, run, run_script
 
 
 def lock_user(session: Tx, user_id: int) -> Record | None:
     """Lock the user row (balance, role, ban flag) for the rest of the transaction."""
     return run(session, "SELECT * FROM users WHERE id = :id FOR UPDATE", {"id": user_id}).first()
+
+
+def lock_user_then(session: Tx, user_id: int, then: tuple[str, dict[str, Any]],
+                   first: tuple[str, dict[str, Any]] | None = None) -> Rows:
+    """Lock the user row, then run `then` (a read of what the lock guards), in one round trip;
+    returns what `then` returned. `first` (e.g. uow.actor_statement) runs before the lock.
+
+    `then` is a statement of its own after the lock: in READ COMMITTED it sees what a
+    transaction that held the lock before us committed (the pending order a concurrent intent
+    of this user created). The user's parameter is `:lock_user`."""
+    script = [("SELECT 1 FROM users WHERE id = :lock_user FOR UPDATE", {"lock_user": user_id}),
+              then]
+    return run_script(session, [first, *script] if first is not None else script)
 
 
 def lock_order(session: Tx, order_id: int) -> Record | None:

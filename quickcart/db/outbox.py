@@ -45,20 +45,38 @@ def add_many(session: Tx, rows: list[tuple[str, str, dict[str, Any]]]) -> list[O
     after commit without reading them again."""
     if not rows:
         return []
+    return stored(run(session, *add_many_statement(rows)).all())
+
+
+def add_many_statement(rows: list[tuple[str, str, dict[str, Any]]],
+                       guard: tuple[str, dict[str, Any]] | None = None
+                       ) -> tuple[str, dict[str, Any]]:
+    """The INSERT of `add_many` as a statement (for `sql.run_script`), returning the rows.
+
+    With `guard` (a statement returning a row or none, e.g. `idempotency.claim_with_result`),
+    the rows are written only if it returned one, in the same statement: no row back then means
+    the guard refused, and nothing was queued."""
+    if not rows:
+        raise ValueError("no outbox rows to add")
     params: dict[str, Any] = {"c": current_correlation_id()}
     values = []
     for i, (topic, queue, payload) in enumerate(rows):
-        values.append(f"(:t{i}, :q{i}, CAST(:p{i} AS jsonb), :c)")
+        values.append(f"(:t{i}, :q{i}, CAST(:p{i} AS jsonb))")
         params.update({f"t{i}": topic, f"q{i}": queue,
                        f"p{i}": json.dumps(payload, default=str)})
-    stored = run(
-        session,
-        "INSERT INTO outbox (topic, queue, payload, correlation_id) VALUES "
-        + ", ".join(values) + " RETURNING id, topic, queue, payload, correlation_id",
-        params,
-    ).all()
+    insert = ("INSERT INTO outbox (topic, queue, payload, correlation_id)"
+              " SELECT t, q, p, :c FROM (VALUES " + ", ".join(values) + ") AS v(t, q, p)")
+    returning = " RETURNING id, topic, queue, payload, correlation_id"
+    if guard is None:
+        return insert + returning, params
+    return ("WITH guard AS (" + guard[0] + ") " + insert
+            + " WHERE EXISTS (SELECT 1 FROM guard)" + returning, {**guard[1], **params})
+
+
+def stored(rows: Sequence[Any]) -> list[OutboxMessage]:
+    """Outbox rows read back by RETURNING, as messages in id order."""
     return [OutboxMessage(r.id, r.topic, r.queue, dict(r.payload), r.correlation_id)
-            for r in sorted(stored, key=lambda r: int(r.id))]
+            for r in sorted(rows, key=lambda r: int(r.id))]
 
 
 def lease(engine: Engine, ids: Iterable[int] | None = None, limit: int = 200,
@@ -89,8 +107,7 @@ def lease(engine: Engine, ids: Iterable[int] | None = None, limit: int = 200,
             ),
             params,
         ).all()
-    return [OutboxMessage(r.id, r.topic, r.queue, dict(r.payload), r.correlation_id)
-            for r in sorted(rows)]
+    return stored(rows)
 
 
 def mark_published(engine: Engine, ids: list[int]) -> None:

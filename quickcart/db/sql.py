@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -144,6 +144,24 @@ def _execute(dbapi_conn: Any, statement: str, params: Mapping[str, Any] | None,
                                   connection_invalidated=lost, dialect=dialect) from exc
     finally:
         cursor.close()
+
+
+def run_script(target: Session | Connection,
+               statements: Sequence[tuple[str, Mapping[str, Any]]]) -> Rows:
+    """Run several statements, in order, in `target`'s transaction in one round trip; returns
+    what the last one returned.
+
+    PostgreSQL runs a `;`-separated query statement by statement, each with a fresh snapshot
+    in READ COMMITTED (so a read after a lock sees what committed while it waited), and stops
+    at the first error, which fails the transaction as a single statement would. The
+    statements share one set of parameter names: a name used twice must carry one value."""
+    params: dict[str, Any] = {}
+    for _, own in statements:
+        for name, value in own.items():
+            if name in params and params[name] is not value and params[name] != value:
+                raise ValueError(f"parameter :{name} has two values in one script")
+            params[name] = value
+    return run(target, "; ".join(statement for statement, _ in statements), params)
 
 
 def run_alone(engine: Engine, statement: str, params: Mapping[str, Any] | None = None) -> Rows:

@@ -35,6 +35,12 @@ class Effects:
             self.messages.extend(outbox.add_many(self.session, self._pending))
             self._pending = []
 
+    def take(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """Hand over the queued rows for the caller to write in a statement of its own
+        (`outbox.add_many_statement`); the caller then sets `messages` to what it stored."""
+        pending, self._pending = self._pending, []
+        return pending
+
     def message(self, user_id: int, key: str, **params: Any) -> None:
         """Queue a catalog message to one user (rendered in their language by the notify worker)."""
         self.add(topics.SEND_MESSAGE, {"chat_id": user_id, "key": key, "params": params})

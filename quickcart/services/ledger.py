@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from quickcart.db.sql import Tx, run
 from quickcart.domain.errors import ShopError
@@ -35,14 +36,36 @@ def move_balance(
         balance = run(session, "SELECT account_balance FROM users WHERE id = :u",
                       {"u": user_id}).scalar_one()
         raise ShopError("insufficient_balance", balance=str(balance), needed=str(-amount))
-    run(
-        session,
+    run(session, *_ledger_row(user_id, amount, reason, reference_type, reference_id, actor_id,
+                              note))
+    return new_balance
+
+
+def checked_move_statements(user_id: int, amount: Decimal, reason: str, reference_type: str,
+                            reference_id: str, actor_id: int | None = None,
+                            note: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """`move_balance` as statements for one round trip (`sql.run_script`), for a caller that
+    holds the user lock and has already checked the balance covers a debit under it.
+
+    With no guard in WHERE, an overdraft still cannot happen: the users CHECK refuses a
+    negative balance, failing the whole transaction. The ledger row is a statement of its own
+    after the update, so its trigger reads the new balance into balance_after."""
+    return [
+        ("UPDATE users SET account_balance = account_balance + :a WHERE id = :u",
+         {"a": amount, "u": user_id}),
+        _ledger_row(user_id, amount, reason, reference_type, reference_id, actor_id, note),
+    ]
+
+
+def _ledger_row(user_id: int, amount: Decimal, reason: str, reference_type: str,
+                reference_id: str, actor_id: int | None,
+                note: str | None) -> tuple[str, dict[str, Any]]:
+    return (
         "INSERT INTO balance_ledger (user_id, amount, reason, reference_type, reference_id,"
         " actor_id, note) VALUES (:u, :a, :r, :rt, :ri, :actor, :note)",
         {"u": user_id, "a": amount, "r": reason, "rt": reference_type, "ri": reference_id,
          "actor": actor_id, "note": note},
     )
-    return new_balance
 
 
 def ledger_has(session: Tx, reason: str, reference_type: str, reference_id: str) -> bool:

@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import Engine
 
 from quickcart.config import get_settings
-from quickcart.db import idempotency, locks
+from quickcart.db import idempotency, locks, outbox
 from quickcart.db.outbox import OutboxMessage
-from quickcart.db.sql import Record, Tx, run, sql
+from quickcart.db.sql import Record, Tx, run_script, sql
 from quickcart.db.uow import actor_statement, connection_unit_of_work, unit_of_work
 from quickcart.domain.codes import new_invoice_id
 from quickcart.domain.errors import ShopError
@@ -21,9 +21,12 @@ from quickcart.domain.money import ZERO, as_text
 from quickcart.domain.pricing import PAYMENT_METHODS, Bill, make_bill, unit_price
 from quickcart.services import topics, vouchers
 from quickcart.services.effects import Effects
-from quickcart.services.ledger import move_balance
+from quickcart.services.ledger import checked_move_statements
 
 MAX_QUANTITY = 1000
+
+#: Statements to run in one round trip (`sql.run_script`), with their parameters.
+Script = list[tuple[str, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -49,24 +52,37 @@ class Outcome:
 def create_order(engine: Engine, cmd: CreateOrder) -> Outcome:
     """Create an order, reserving units with SKIP LOCKED; a balance order is paid in the same
     transaction. Locks: user → voucher → free units. Idempotent: the intent's key is claimed in
-    this transaction, and a refusal is recorded under it too (with its one polite message)."""
+    this transaction, with its outcome (a refusal too, with its one polite message), by the
+    statement that queues the outbox rows; a twin that claimed it first wins, this one rolls
+    back and answers with the twin's result.
+
+    Four round trips when nothing is refused and no voucher is given: lock and read, take
+    units, write everything, commit (each round trip costs both processes about as much CPU as
+    the statements in it)."""
     try:
         _validate(cmd)
         with connection_unit_of_work(engine) as uow:
-            actor = actor_statement(cmd.user_id, "user", {"intent": cmd.idempotency_key})
-            prior = idempotency.claim(uow.session, cmd.idempotency_key, "create_order", actor)
-            if prior is not None:
-                return Outcome(prior)
-            effects = Effects(uow.session)
             now = datetime.now(UTC)
+            effects = Effects(uow.session)
+            writes: Script = []
             try:
-                plan = _check(uow.session, cmd, now)
+                found = _lock_and_read(uow.session, cmd)
+                if found.claimed:
+                    return Outcome(dict(found.prior) if found.prior else {"status": "done"})
+                plan = _check(uow.session, cmd, found, now)
             except ShopError as refusal:
-                # Nothing but the key was written yet: record the refusal in this transaction.
+                # Nothing but locks was taken yet: record the refusal in this transaction.
                 result = _refuse(effects, cmd.user_id, refusal)
             else:
-                result = _apply(uow.session, effects, cmd, plan, now)
-            idempotency.record(uow.session, cmd.idempotency_key, result)
+                result, writes = _writes(effects, cmd, plan, now)
+            claim = idempotency.claim_with_result(cmd.idempotency_key, "create_order", result)
+            stored = run_script(uow.session, [
+                *writes, outbox.add_many_statement(effects.take(), guard=claim)]).all()
+            if not stored:
+                # A twin of this intent claimed the key and committed while we worked (a new
+                # statement sees its row); leaving without commit rolls this one back.
+                return Outcome(idempotency.recorded(uow.session, cmd.idempotency_key))
+            effects.messages = outbox.stored(stored)
             uow.commit()
             return Outcome(result, effects.messages)
     except ShopError as refusal:
@@ -102,6 +118,7 @@ def _validate(cmd: CreateOrder) -> None:
 class _Plan:
     """What the checks of an order decided, before anything is written."""
 
+    order_id: int
     product_name: str
     price: Decimal
     bill: Bill
@@ -109,25 +126,36 @@ class _Plan:
     voucher_id: int | None
 
 
-def _check(session: Tx, cmd: CreateOrder, now: datetime) -> _Plan:
-    """Lock the user, the voucher and free units, and check everything; writes nothing, so a
-    ShopError raised here leaves the transaction clean for recording the refusal."""
-    user = locks.lock_user(session, cmd.user_id)
-    if user is None:
+_READ_FOR_ORDER = (
+    "SELECT k.key IS NOT NULL AS claimed, k.result AS prior,"
+    " u.id AS user_id, u.is_banned, u.member_status, u.account_balance,"
+    " p.name, p.is_active, p.customer_price, p.reseller_price,"
+    " o.invoice_id, o.total_bill, o.expires_at,"
+    " nextval('orders_id_seq') AS next_order_id"
+    " FROM (SELECT 1) AS one"
+    " LEFT JOIN idempotency_keys k ON k.key = :k"
+    " LEFT JOIN users u ON u.id = :lock_user"
+    " LEFT JOIN products p ON p.id = :p"
+    " LEFT JOIN orders o ON o.user_id = :lock_user AND o.status = 'pending'"
+)
+
+
+def _lock_and_read(session: Tx, cmd: CreateOrder) -> Record:
+    """Name the actor, lock the user, then read the intent's key, the user, the product and
+    the user's pending order, and draw the new order's id, in one round trip."""
+    actor = actor_statement(cmd.user_id, "user", {"intent": cmd.idempotency_key})
+    return locks.lock_user_then(session, cmd.user_id, (_READ_FOR_ORDER, {
+        "k": cmd.idempotency_key, "lock_user": cmd.user_id, "p": cmd.product_id}),
+        first=actor).one()
+
+
+def _check(session: Tx, cmd: CreateOrder, found: Record, now: datetime) -> _Plan:
+    """Check the locked user's order, holding the voucher and free units; writes nothing, so
+    a ShopError raised here leaves the transaction clean for recording the refusal."""
+    if found.user_id is None:
         raise ShopError("user_not_registered")
-    if user.is_banned:
+    if found.is_banned:
         raise ShopError("user_banned")
-    # A statement of its own after the lock: in READ COMMITTED it sees a pending order that a
-    # concurrent intent of this user committed while we waited for the lock.
-    found = run(
-        session,
-        "SELECT p.name, p.is_active, p.customer_price, p.reseller_price,"
-        " o.invoice_id, o.total_bill, o.expires_at"
-        " FROM (SELECT 1) AS one"
-        " LEFT JOIN products p ON p.id = :p"
-        " LEFT JOIN orders o ON o.user_id = :u AND o.status = 'pending'",
-        {"u": cmd.user_id, "p": cmd.product_id},
-    ).one()
     if found.invoice_id is not None:
         raise ShopError("pending_order_exists", invoice_id=found.invoice_id,
                         total=str(found.total_bill), expires_at=found.expires_at.isoformat())
@@ -141,55 +169,55 @@ def _check(session: Tx, cmd: CreateOrder, now: datetime) -> _Plan:
         # are not (they are being sold), so they are not offered.
         raise ShopError("out_of_stock" if not units else "not_enough_stock",
                         product_id=cmd.product_id, available=len(units))
-    price = unit_price(user.member_status, found.customer_price, found.reseller_price)
+    price = unit_price(found.member_status, found.customer_price, found.reseller_price)
     bill = make_bill(price * cmd.quantity, voucher.amount if voucher else ZERO,
                      cmd.payment_method)
-    if cmd.payment_method == "account_balance" and bill.total > user.account_balance:
-        raise ShopError("insufficient_balance", balance=str(user.account_balance),
+    if cmd.payment_method == "account_balance" and bill.total > found.account_balance:
+        raise ShopError("insufficient_balance", balance=str(found.account_balance),
                         needed=str(bill.total))
-    return _Plan(found.name, price, bill, units, voucher.id if voucher else None)
+    return _Plan(int(found.next_order_id), found.name, price, bill, units,
+                 voucher.id if voucher else None)
 
 
-def _apply(session: Tx, effects: Effects, cmd: CreateOrder, plan: _Plan,
-           now: datetime) -> dict[str, Any]:
-    """Write the checked order: order, items, units reserved; paid at once for balance."""
-    bill = plan.bill
+def _writes(effects: Effects, cmd: CreateOrder, plan: _Plan,
+            now: datetime) -> tuple[dict[str, Any], Script]:
+    """The checked order's writes, as one script: order, items, units reserved; paid at once
+    for balance. Returns the intent's result and the statements, which the caller runs."""
+    bill, order_id = plan.bill, plan.order_id
+    invoice_id = new_invoice_id("QC", now)
     expires_at = now + timedelta(minutes=get_settings().order_expiry_minutes)
-    order = run(
-        session,
-        "INSERT INTO orders (invoice_id, user_id, subtotal, voucher_discount, payment_fee,"
-        " total_bill, payment_method, expires_at, fee_estimate)"
-        " VALUES (:inv, :u, :sub, :disc, :fee, :total, :m, :exp, :fee) RETURNING *",
-        {"inv": new_invoice_id("QC", now), "u": cmd.user_id, "sub": bill.subtotal,
-         "disc": bill.voucher_discount, "fee": bill.payment_fee, "total": bill.total,
-         "m": cmd.payment_method, "exp": expires_at},
-    ).one()
-    # One statement: the units point at the order, then the items at the units (the composite
-    # key from item to unit is checked at the end of the statement, after both).
-    run(
-        session,
-        "WITH reserved AS (UPDATE product_stocks SET order_id = :o"
-        " WHERE id = ANY(CAST(:ids AS uuid[])) RETURNING id)"
-        " INSERT INTO order_items (order_id, product_id, stock_id, price_per_unit)"
-        " SELECT :o, :p, id, :price FROM reserved",
-        {"o": order.id, "p": cmd.product_id, "ids": plan.units, "price": plan.price},
-    )
+    paid = cmd.payment_method == "account_balance" or bill.total == ZERO
+    writes: Script = [
+        ("INSERT INTO orders (id, invoice_id, user_id, subtotal, voucher_discount, payment_fee,"
+         " total_bill, payment_method, expires_at, fee_estimate)"
+         " VALUES (:o, :inv, :u, :sub, :disc, :fee, :total, :m, :exp, :fee)",
+         {"o": order_id, "inv": invoice_id, "u": cmd.user_id, "sub": bill.subtotal,
+          "disc": bill.voucher_discount, "fee": bill.payment_fee, "total": bill.total,
+          "m": cmd.payment_method, "exp": expires_at}),
+        # One statement: the units point at the order, then the items at the units (the
+        # composite key from item to unit is checked at the end of the statement, after both).
+        ("WITH reserved AS (UPDATE product_stocks SET order_id = :o"
+         " WHERE id = ANY(CAST(:ids AS uuid[])) RETURNING id)"
+         " INSERT INTO order_items (order_id, product_id, stock_id, price_per_unit)"
+         " SELECT :o, :p, id, :price FROM reserved",
+         {"o": order_id, "p": cmd.product_id, "ids": plan.units, "price": plan.price}),
+    ]
     if plan.voucher_id is not None:
-        vouchers.attach_voucher(session, plan.voucher_id, order.id)
-
-    if cmd.payment_method == "account_balance" or bill.total == ZERO:
+        writes += vouchers.held_voucher_statements(plan.voucher_id, order_id, cmd.user_id, now,
+                                                   paid=paid)
+    if paid:
         if bill.total > ZERO:
-            move_balance(session, cmd.user_id, -bill.total, "purchase", "order",
-                         order.invoice_id, actor_id=cmd.user_id)
-        settle_paid(session, effects, order, now, amount_paid=bill.total,
-                    has_voucher=plan.voucher_id is not None)
+            # _check compared the total with the balance under the user lock.
+            writes += checked_move_statements(cmd.user_id, -bill.total, "purchase", "order",
+                                              invoice_id, actor_id=cmd.user_id)
+        writes += _settle_statements(effects, order_id, cmd.payment_method, now, bill.total)
         status = "paid"
     else:
-        effects.add(topics.START_QRIS, {"kind": "order", "id": order.id})
-        effects.schedule_expiry("order", order.id, expires_at)
+        effects.add(topics.START_QRIS, {"kind": "order", "id": order_id})
+        effects.schedule_expiry("order", order_id, expires_at)
         status = "pending"
     return {
-        "status": status, "order_id": order.id, "invoice_id": order.invoice_id,
+        "status": status, "order_id": order_id, "invoice_id": invoice_id,
         "product_id": cmd.product_id, "product_name": plan.product_name,
         "quantity": cmd.quantity, "unit_price": as_text(plan.price),
         "subtotal": as_text(bill.subtotal),
@@ -197,32 +225,37 @@ def _apply(session: Tx, effects: Effects, cmd: CreateOrder, plan: _Plan,
         "payment_fee": as_text(bill.payment_fee),
         "total_bill": as_text(bill.total), "payment_method": cmd.payment_method,
         "expires_at": expires_at.isoformat(),
-    }
+    }, writes
 
 
 def settle_paid(session: Tx, effects: Effects, order: Record, now: datetime,
-                amount_paid: Any, has_voucher: bool = True) -> None:
+                amount_paid: Any) -> None:
     """Mark a pending order paid: units sold, sales counted, voucher used, delivery queued.
 
     The caller holds the user and order locks; the order's units are reserved to it, so only
-    this transaction touches them. `has_voucher=False` (known at creation) skips the voucher.
+    this transaction touches them.
     """
-    run(
-        session,
+    run_script(session, _settle_statements(effects, order.id, order.payment_method, now,
+                                           amount_paid))
+    vouchers.use_order_voucher(session, order.id, order.user_id, now)
+
+
+def _settle_statements(effects: Effects, order_id: int, payment_method: str, now: datetime,
+                       amount_paid: Any) -> Script:
+    """The statements that mark an order paid (its voucher aside), and its effects queued."""
+    effects.add(topics.DELIVER_ORDER, {"order_id": order_id})
+    if payment_method == "qris":
+        effects.add(topics.UPDATE_PAYMENT_QR, {"kind": "order", "id": order_id, "state": "paid"})
+    # Admins hear of sales in the periodic digest (quickcart.services.digest), not per order.
+    return [(
         "WITH sold AS (UPDATE product_stocks SET is_sold = true WHERE order_id = :o"
         " RETURNING product_id),"
         " counted AS (INSERT INTO sold_count_deltas (product_id, quantity, order_id)"
         " SELECT product_id, count(*), :o FROM sold GROUP BY product_id)"
         " UPDATE orders SET status = 'paid', paid_at = :now, amount_paid = :paid,"
         " payment_number = NULL WHERE id = :o",
-        {"now": now, "paid": amount_paid, "o": order.id},
-    )
-    if has_voucher:
-        vouchers.use_order_voucher(session, order.id, order.user_id, now)
-    effects.add(topics.DELIVER_ORDER, {"order_id": order.id})
-    if order.payment_method == "qris":
-        effects.add(topics.UPDATE_PAYMENT_QR, {"kind": "order", "id": order.id, "state": "paid"})
-    # Admins hear of sales in the periodic digest (quickcart.services.digest), not per order.
+        {"now": now, "paid": amount_paid, "o": order_id},
+    )]
 
 
 def release_order(session: Tx, effects: Effects, order: Record, status: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
@@ -96,6 +97,23 @@ def attach_voucher(session: Tx, voucher_id: int, order_id: int) -> None:
     """Hold the (locked) voucher for a pending order: one code per order by unique index."""
     session.execute(text("UPDATE vouchers SET order_id = :o WHERE id = :v"),
                     {"o": order_id, "v": voucher_id})
+
+
+def held_voucher_statements(voucher_id: int, order_id: int, user_id: int, now: datetime,
+                            paid: bool) -> list[tuple[str, dict[str, Any]]]:
+    """`attach_voucher` (and, for an order paid at once, `use_order_voucher`) as statements for
+    one round trip (`sql.run_script`), for the voucher `hold_voucher` just locked and checked."""
+    if not paid:
+        return [("UPDATE vouchers SET order_id = :o WHERE id = :v",
+                 {"o": order_id, "v": voucher_id})]
+    minutes = get_settings().voucher_cooldown_minutes
+    return [
+        ("UPDATE vouchers SET order_id = :o, is_used = true, used_by = :u, used_at = :now"
+         " WHERE id = :v", {"o": order_id, "u": user_id, "now": now, "v": voucher_id}),
+        ("INSERT INTO voucher_usage_cooldown (user_id, last_voucher_used, expires_at)"
+         " VALUES (:u, :now, :cooldown_until)",
+         {"u": user_id, "now": now, "cooldown_until": now + timedelta(minutes=minutes)}),
+    ]
 
 
 def use_order_voucher(session: Tx, order_id: int, user_id: int, now: datetime) -> bool:

@@ -3,6 +3,8 @@ refusal leaves behind, and who owns a delivery lease."""
 
 from __future__ import annotations
 
+import json
+import threading
 import uuid
 from typing import Any
 
@@ -11,6 +13,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
 from quickcart.services import delivery, notifications, orders
+from sandbox.serving import wait_until
 from tests.conftest import scalar
 from tests.integration.test_db_rules import make_product, make_stock, make_user
 
@@ -105,6 +108,58 @@ def test_second_pending_order_is_answered_with_the_first(shop: Engine) -> None:
     second = buy(shop, 1, method="qris")
     assert second.result["error"] == "pending_order_exists"
     assert second.result["params"]["invoice_id"] == first.result["invoice_id"]
+
+
+def test_twins_of_one_intent_racing_make_one_order(shop: Engine) -> None:
+    """Eight deliveries of one intent at once (real threads): one order, one debit, one
+    delivery queued, and every twin answers with the winner's result."""
+    key = f"test:{uuid.uuid4().hex}"
+    gate = threading.Barrier(8)
+    results: list[dict[str, Any]] = []
+
+    def twin() -> None:
+        gate.wait(timeout=10)
+        results.append(buy(shop, 1, key=key).result)
+
+    threads = [threading.Thread(target=twin) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(results) == 8 and all(result == results[0] for result in results)
+    assert results[0]["status"] == "paid"
+    assert scalar(shop, "SELECT count(*) FROM orders") == 1
+    assert scalar(shop, "SELECT account_balance FROM users WHERE id = :u", u=BUYER) == 15000
+    assert scalar(shop, "SELECT count(*) FROM product_stocks WHERE is_sold") == 1
+    assert [row[1] for row in outbox_rows(shop)] == ["quickcart.deliver_order"]
+
+
+def test_a_twin_that_claims_the_key_first_wins_and_this_intent_writes_nothing(
+        shop: Engine) -> None:
+    """A twin of the intent holding its key uncommitted (here: another transaction) makes the
+    purchase wait at its claim; when the twin commits, the purchase rolls back its order and
+    answers with the twin's result."""
+    key = f"test:{uuid.uuid4().hex}"
+    twin_result = {"status": "paid", "order_id": 999, "by": "twin"}
+    answer: list[orders.Outcome] = []
+    with shop.connect() as twin:
+        twin.execute(text("INSERT INTO idempotency_keys (key, scope, result)"
+                          " VALUES (:k, 'create_order', CAST(:r AS jsonb))"),
+                     {"k": key, "r": json.dumps(twin_result)})
+        buyer = threading.Thread(target=lambda: answer.append(buy(shop, 1, key=key)))
+        buyer.start()
+        # The purchase has done its work and waits on the twin's key (the only lock held).
+        wait_until(lambda: scalar(
+            shop, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database()") == 1, what="the claim waiting", timeout=10)
+        twin.commit()
+        buyer.join(timeout=10)
+    [outcome] = answer
+    assert outcome.result == twin_result and outcome.outbox == []
+    assert scalar(shop, "SELECT count(*) FROM orders") == 0
+    assert scalar(shop, "SELECT count(*) FROM product_stocks WHERE order_id IS NOT NULL") == 0
+    assert scalar(shop, "SELECT account_balance FROM users WHERE id = :u", u=BUYER) == 25000
+    assert outbox_rows(shop) == []
 
 
 class Chat:

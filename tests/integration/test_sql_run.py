@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import IntegrityError, MultipleResultsFound, NoResultFound, OperationalError
 from sqlalchemy.orm import Session
 
-from quickcart.db.sql import run, run_alone
+from quickcart.db.sql import run, run_alone, run_script
 from tests.conftest import scalar
 
 
@@ -105,3 +105,27 @@ def test_run_alone_maps_errors_and_replaces_a_lost_connection(db: Engine) -> Non
         assert run_alone(one, "SELECT pg_backend_pid()").scalar() != pid
     finally:
         one.dispose()
+
+
+def test_a_script_runs_its_statements_in_order_in_one_transaction(db: Engine) -> None:
+    with Session(bind=db) as session:
+        last = run_script(session, [
+            ("INSERT INTO idempotency_keys (key, scope) VALUES (:k, 'test')", {"k": "s1"}),
+            ("UPDATE idempotency_keys SET scope = :s WHERE key = :k", {"k": "s1", "s": "moved"}),
+            ("SELECT scope FROM idempotency_keys WHERE key = :k", {"k": "s1"}),
+        ])
+        assert last.scalar() == "moved"  # the last statement's rows, after the others ran
+        session.rollback()
+    assert scalar(db, "SELECT count(*) FROM idempotency_keys") == 0
+    with Session(bind=db) as session:
+        # A failing statement fails the script; the statements before it do not stay.
+        with pytest.raises(IntegrityError):
+            run_script(session, [
+                ("INSERT INTO idempotency_keys (key, scope) VALUES (:k, 'test')", {"k": "s2"}),
+                ("INSERT INTO idempotency_keys (key, scope) VALUES (:k, 'test')", {"k": "s2"}),
+            ])
+        session.rollback()
+        # One name, two values, is a caller's mistake, refused before anything is sent.
+        with pytest.raises(ValueError, match=":k"):
+            run_script(session, [("SELECT :k", {"k": 1}), ("SELECT :k", {"k": 2})])
+    assert scalar(db, "SELECT count(*) FROM idempotency_keys") == 0
