@@ -6,6 +6,8 @@ Lock order (always acquire in this order, never the reverse, so transactions can
     3. vouchers          (by code)
     4. product_stocks    (free units: SKIP LOCKED, so buyers never wait on each other; an order's
                           own units: by primary key order)
+    5. idempotency_keys  (a purchase claims its intent's key last, with its result, so a twin
+                          waiting there holds nothing the owner still needs)
 products is never locked on the purchase path: sold_count moves through sold_count_deltas.
 """
 
