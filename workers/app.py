@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
 from workers import result_repr
 
@@ -45,3 +45,11 @@ def _preload(**_: object) -> None:
     from workers import runtime
 
     runtime.preload_for_fork()
+
+
+@worker_process_shutdown.connect
+def _mark_published(**_: object) -> None:
+    """A pool child that stops marks what it published (else the relay would send it again)."""
+    from quickcart.db import outbox
+
+    outbox.MARKS.flush()

@@ -7,6 +7,10 @@ it), so every consumer is idempotent on the outbox id it receives.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -15,6 +19,8 @@ from sqlalchemy import Engine
 
 from quickcart.db.sql import Tx, run, run_alone, sql
 from quickcart.logs import current_correlation_id
+
+log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 30
 
@@ -121,15 +127,75 @@ def mark_published(engine: Engine, ids: list[int]) -> None:
 
 
 def publish_now(engine: Engine, publish: Publisher, messages: list[OutboxMessage]) -> int:
-    """Publish rows this process just committed (as `add_many` returned them), then mark them.
+    """Publish rows this process just committed (as `add_many` returned them); they are marked
+    published shortly after, together with other publishes of this process (`_Marks`).
 
     No lease and no re-read: racing the relay (which waits out a grace period first) can publish
     a row twice, and consumers are idempotent on the outbox id.
     """
     if messages:
         publish(messages)
-        mark_published(engine, [message.id for message in messages])
+        MARKS.add(engine, [message.id for message in messages])
     return len(messages)
+
+
+#: How long a published row may wait for its mark; well inside the relay's grace period (2 s),
+#: so the relay does not take it for a lost publish.
+MARK_EVERY_SECONDS = 0.2
+
+
+class _Marks:
+    """Ids of rows this process published and has not marked yet.
+
+    A daemon thread marks them every MARK_EVERY_SECONDS in one statement per engine, instead of
+    one transaction per publish: marking is bookkeeping for the relay, which re-publishes an
+    unmarked row after its grace period (consumers are idempotent on the outbox id), so a mark
+    lost with the process costs a duplicate publish, never a lost one. The thread starts in
+    the process that first publishes (after a fork, anew in the child)."""
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        # In a forked child the parent's lock may be held and its thread is gone: start afresh.
+        # Ids copied from the parent stay with it (it marks them).
+        self._lock = threading.Lock()
+        self._queued = threading.Event()
+        self._ids: dict[Engine, list[int]] = {}
+        self._thread: threading.Thread | None = None
+
+    def add(self, engine: Engine, ids: list[int]) -> None:
+        """Queue these published ids for the next mark."""
+        with self._lock:
+            self._ids.setdefault(engine, []).extend(ids)
+            self._queued.set()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="outbox-marks",
+                                                daemon=True)
+                self._thread.start()
+
+    def flush(self) -> None:
+        """Mark every queued id now (a process about to exit calls this). Never raises: a mark
+        that fails leaves its rows to the relay."""
+        with self._lock:
+            batches, self._ids = self._ids, {}
+        for engine, ids in batches.items():
+            try:
+                mark_published(engine, ids)
+            except Exception:  # the relay re-publishes what stays unmarked
+                log.warning("marking %d published outbox rows failed; the relay will send"
+                            " them again", len(ids), exc_info=True)
+
+    def _run(self) -> None:
+        while True:
+            self._queued.wait()
+            time.sleep(MARK_EVERY_SECONDS)  # the window in which publishes gather
+            self._queued.clear()  # before taking the ids: one added meanwhile sets it again
+            self.flush()
+
+
+MARKS = _Marks()
 
 
 def relay(engine: Engine, publish: Publisher, ids: Iterable[int] | None = None,

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, create_engine, text
 from quickcart.db import outbox
 from quickcart.db.sql import run_alone
 from quickcart.logs import bind_correlation_id, clear_context
+from sandbox.serving import wait_until
 from tests.conftest import TestUrls
 from workers import push
 from workers.app import app
@@ -112,7 +113,20 @@ def test_rows_are_marked_only_after_their_publish(db: Engine) -> None:
 
     assert outbox.publish_now(db, lambda ms: seen.append([m.id for m in ms]), rows) == 3
     assert seen == [[r.id for r in rows]]  # one batch, one round trip
-    assert _published(db, rows) == 3
+    # Marked shortly after, by the process's marking thread, with no flush asked for.
+    wait_until(lambda: _published(db, rows) == 3, what="the rows marked", timeout=5)
+
+
+def test_a_flush_marks_what_is_queued_and_a_failed_mark_leaves_rows_to_the_relay(
+        db: Engine) -> None:
+    rows = _rows(db, 2)
+    broken = create_engine("postgresql+psycopg2://nobody@127.0.0.1:1/none")
+    outbox.MARKS.add(broken, [rows[0].id])  # this mark cannot reach its database
+    outbox.MARKS.add(db, [rows[1].id])
+    outbox.MARKS.flush()  # what a stopping worker does; the failed mark does not raise
+    assert _published(db, rows[1:]) == 1
+    assert _published(db, rows[:1]) == 0
+    assert [m.id for m in outbox.lease(db, [rows[0].id])] == [rows[0].id]  # the relay's
 
 
 def test_run_alone_leaves_the_pooled_connection_transactional(db: Engine) -> None:
