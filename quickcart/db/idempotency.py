@@ -43,9 +43,13 @@ def claim_with_result(key: str, scope: str, result: dict[str, Any]) -> tuple[str
 
 def recorded(session: Tx, key: str) -> dict[str, Any]:
     """The result recorded under `key` by the transaction that claimed it."""
-    result = run(session, "SELECT result FROM idempotency_keys WHERE key = :k",
-                 {"k": key}).scalar()
-    return dict(result) if result else {"status": "done"}
+    return as_result(run(session, "SELECT result FROM idempotency_keys WHERE key = :k",
+                         {"k": key}).scalar())
+
+
+def as_result(stored: Any) -> dict[str, Any]:
+    """A key's stored result as the intent's answer (a key claimed with no result: "done")."""
+    return dict(stored) if stored else {"status": "done"}
 
 
 def record(session: Tx, key: str, result: dict[str, Any]) -> None:

@@ -68,7 +68,7 @@ def create_order(engine: Engine, cmd: CreateOrder) -> Outcome:
             try:
                 found = _lock_and_read(uow.session, cmd)
                 if found.claimed:
-                    return Outcome(dict(found.prior) if found.prior else {"status": "done"})
+                    return Outcome(idempotency.as_result(found.prior))
                 plan = _check(uow.session, cmd, found, now)
             except ShopError as refusal:
                 # Nothing but locks was taken yet: record the refusal in this transaction.
