@@ -5,30 +5,24 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from quickcart.db.sql import Tx, run
+from quickcart.db.sql import Statement, Tx, run
 
 
-def claim(session: Tx, key: str, scope: str,
-          first: tuple[str, dict[str, Any]] | None = None) -> dict[str, Any] | None:
+def claim(session: Tx, key: str, scope: str) -> dict[str, Any] | None:
     """Claim `key`; returns None when this transaction owns it, else the recorded result.
 
     A concurrent claimer of the same key blocks on the primary key until the owner commits (then
-    sees its result) or rolls back (then owns the key), so an intent takes effect once. `first`
-    is a statement (e.g. uow.actor_statement) sent in the same round trip, before the claim.
+    sees its result) or rolls back (then owns the key), so an intent takes effect once.
     """
-    statement = ("INSERT INTO idempotency_keys (key, scope) VALUES (:k, :s)"
-           " ON CONFLICT (key) DO NOTHING RETURNING key")
-    params: dict[str, Any] = {"k": key, "s": scope}
-    if first is not None:
-        statement = f"{first[0]}; {statement}"
-        params = {**first[1], **params}
-    inserted = run(session, statement, params).scalar()
+    inserted = run(session, "INSERT INTO idempotency_keys (key, scope) VALUES (:k, :s)"
+                   " ON CONFLICT (key) DO NOTHING RETURNING key",
+                   {"k": key, "s": scope}).scalar()
     if inserted is not None:
         return None
     return recorded(session, key)
 
 
-def claim_with_result(key: str, scope: str, result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def claim_with_result(key: str, scope: str, result: dict[str, Any]) -> Statement:
     """The statement that claims `key` with its outcome at once, at the end of the effect's
     transaction (`outbox.add_many_statement` runs it as the guard of the effect's outbox rows).
 

@@ -14,9 +14,8 @@ products is never locked on the purchase path: sold_count moves through sold_cou
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-from quickcart.db.sql import Record, Rows, Tx, run, run_script
+from quickcart.db.sql import Record, Rows, Statement, Tx, run, run_script
 
 
 def lock_user(session: Tx, user_id: int) -> Record | None:
@@ -24,8 +23,8 @@ def lock_user(session: Tx, user_id: int) -> Record | None:
     return run(session, "SELECT * FROM users WHERE id = :id FOR UPDATE", {"id": user_id}).first()
 
 
-def lock_user_then(session: Tx, user_id: int, then: tuple[str, dict[str, Any]],
-                   first: tuple[str, dict[str, Any]] | None = None) -> Rows:
+def lock_user_then(session: Tx, user_id: int, then: Statement,
+                   first: Statement | None = None) -> Rows:
     """Lock the user row, then run `then` (a read of what the lock guards), in one round trip;
     returns what `then` returned. `first` (e.g. uow.actor_statement) runs before the lock.
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
-from quickcart.db.sql import Tx, run, run_alone, sql
+from quickcart.db.sql import Statement, Tx, run, run_alone, sql
 from quickcart.logs import current_correlation_id
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,7 @@ def add_many(session: Tx, rows: list[tuple[str, str, dict[str, Any]]]) -> list[O
 
 
 def add_many_statement(rows: list[tuple[str, str, dict[str, Any]]],
-                       guard: tuple[str, dict[str, Any]] | None = None
-                       ) -> tuple[str, dict[str, Any]]:
+                       guard: Statement | None = None) -> Statement:
     """The INSERT of `add_many` as a statement (for `sql.run_script`), returning the rows.
 
     With `guard` (a statement returning a row or none, e.g. `idempotency.claim_with_result`),

@@ -16,6 +16,9 @@ from sqlalchemy.orm import Session
 #: A row from `run`: a named tuple (attribute and index access, like SQLAlchemy's Row).
 Record = Any
 
+#: One SQL statement with its parameters, for `run_script` (several in one round trip).
+Statement = tuple[str, dict[str, Any]]
+
 #: What the purchase path's statements run in: an ORM session's transaction, or a bare
 #: connection's (`uow.connection_unit_of_work`, the purchase itself). Both take `execute` of a
 #: text statement and have `info`, which is all these functions use besides `run`.
@@ -146,8 +149,7 @@ def _execute(dbapi_conn: Any, statement: str, params: Mapping[str, Any] | None,
         cursor.close()
 
 
-def run_script(target: Session | Connection,
-               statements: Sequence[tuple[str, Mapping[str, Any]]]) -> Rows:
+def run_script(target: Session | Connection, statements: Sequence[Statement]) -> Rows:
     """Run several statements, in order, in `target`'s transaction in one round trip; returns
     what the last one returned.
 

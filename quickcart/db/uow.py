@@ -10,7 +10,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
-from quickcart.db.sql import Tx, run
+from quickcart.db.sql import Statement, Tx, run
 
 _PENDING = "quickcart.flush_before_commit"  # key in Session.info
 
@@ -28,7 +28,7 @@ def flush_before_commit(session: Tx, buffer: Flushable) -> None:
 
 
 def actor_statement(actor_id: int | None, actor_type: str = "system",
-                    context: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+                    context: dict[str, Any] | None = None) -> Statement:
     """The SQL (and its parameters) that names the actor for the audit triggers; callers may
     send it in front of their first statement to save a round trip."""
     return (

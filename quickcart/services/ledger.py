@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
-from quickcart.db.sql import Tx, run
+from quickcart.db.sql import Statement, Tx, run
 from quickcart.domain.errors import ShopError
 
 
@@ -43,7 +42,7 @@ def move_balance(
 
 def checked_move_statements(user_id: int, amount: Decimal, reason: str, reference_type: str,
                             reference_id: str, actor_id: int | None = None,
-                            note: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+                            note: str | None = None) -> list[Statement]:
     """`move_balance` as statements for one round trip (`sql.run_script`), for a caller that
     holds the user lock and has already checked the balance covers a debit under it.
 
@@ -59,7 +58,7 @@ def checked_move_statements(user_id: int, amount: Decimal, reason: str, referenc
 
 def _ledger_row(user_id: int, amount: Decimal, reason: str, reference_type: str,
                 reference_id: str, actor_id: int | None,
-                note: str | None) -> tuple[str, dict[str, Any]]:
+                note: str | None) -> Statement:
     return (
         "INSERT INTO balance_ledger (user_id, amount, reason, reference_type, reference_id,"
         " actor_id, note) VALUES (:u, :a, :r, :rt, :ri, :actor, :note)",

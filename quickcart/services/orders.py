@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from quickcart.config import get_settings
 from quickcart.db import idempotency, locks, outbox
 from quickcart.db.outbox import OutboxMessage
-from quickcart.db.sql import Record, Tx, run_script, sql
-from quickcart.db.uow import actor_statement, connection_unit_of_work, unit_of_work
+from quickcart.db.sql import Record, Statement, Tx, run_script, sql
+from quickcart.db.uow import UnitOfWork, actor_statement, connection_unit_of_work, unit_of_work
 from quickcart.domain.codes import new_invoice_id
 from quickcart.domain.errors import ShopError
 from quickcart.domain.money import ZERO, as_text
@@ -24,9 +24,6 @@ from quickcart.services.effects import Effects
 from quickcart.services.ledger import checked_move_statements
 
 MAX_QUANTITY = 1000
-
-#: Statements to run in one round trip (`sql.run_script`), with their parameters.
-Script = list[tuple[str, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -64,7 +61,7 @@ def create_order(engine: Engine, cmd: CreateOrder) -> Outcome:
         with connection_unit_of_work(engine) as uow:
             now = datetime.now(UTC)
             effects = Effects(uow.session)
-            writes: Script = []
+            writes: list[Statement] = []
             try:
                 found = _lock_and_read(uow.session, cmd)
                 if found.claimed:
@@ -75,16 +72,8 @@ def create_order(engine: Engine, cmd: CreateOrder) -> Outcome:
                 result = _refuse(effects, cmd.user_id, refusal)
             else:
                 result, writes = _writes(effects, cmd, plan, now)
-            claim = idempotency.claim_with_result(cmd.idempotency_key, "create_order", result)
-            stored = run_script(uow.session, [
-                *writes, outbox.add_many_statement(effects.take(), guard=claim)]).all()
-            if not stored:
-                # A twin of this intent claimed the key and committed while we worked (a new
-                # statement sees its row); leaving without commit rolls this one back.
-                return Outcome(idempotency.recorded(uow.session, cmd.idempotency_key))
-            effects.messages = outbox.stored(stored)
-            uow.commit()
-            return Outcome(result, effects.messages)
+            return _commit_claimed(uow, effects, cmd.idempotency_key, "create_order", result,
+                                   writes)
     except ShopError as refusal:
         return reject(engine, cmd.user_id, cmd.idempotency_key, "create_order", refusal)
 
@@ -92,14 +81,25 @@ def create_order(engine: Engine, cmd: CreateOrder) -> Outcome:
 def reject(engine: Engine, user_id: int, key: str, scope: str, refusal: ShopError) -> Outcome:
     """Record a refusal under the intent's key with its message; nothing else changes."""
     with connection_unit_of_work(engine) as uow:
-        prior = idempotency.claim(uow.session, key, scope)
-        if prior is not None:
-            return Outcome(prior)
         effects = Effects(uow.session)
         result = _refuse(effects, user_id, refusal)
-        idempotency.record(uow.session, key, result)
-        uow.commit()
-        return Outcome(result, effects.messages)
+        return _commit_claimed(uow, effects, key, scope, result, [])
+
+
+def _commit_claimed(uow: UnitOfWork[Connection], effects: Effects, key: str, scope: str,
+                    result: dict[str, Any], writes: list[Statement]) -> Outcome:
+    """Run `writes`, then claim `key` with `result` as the guard of the effects' outbox rows,
+    in one round trip, and commit. A twin that claimed the key first wins: this transaction
+    is left uncommitted (rolled back by the unit of work) and answers with the twin's result."""
+    claim = idempotency.claim_with_result(key, scope, result)
+    stored = run_script(uow.session, [
+        *writes, outbox.add_many_statement(effects.take(), guard=claim)]).all()
+    if not stored:
+        # The twin committed while we worked (a new statement sees its row).
+        return Outcome(idempotency.recorded(uow.session, key))
+    effects.messages = outbox.stored(stored)
+    uow.commit()
+    return Outcome(result, effects.messages)
 
 
 def _refuse(effects: Effects, user_id: int, refusal: ShopError) -> dict[str, Any]:
@@ -180,14 +180,14 @@ def _check(session: Tx, cmd: CreateOrder, found: Record, now: datetime) -> _Plan
 
 
 def _writes(effects: Effects, cmd: CreateOrder, plan: _Plan,
-            now: datetime) -> tuple[dict[str, Any], Script]:
+            now: datetime) -> tuple[dict[str, Any], list[Statement]]:
     """The checked order's writes, as one script: order, items, units reserved; paid at once
     for balance. Returns the intent's result and the statements, which the caller runs."""
     bill, order_id = plan.bill, plan.order_id
     invoice_id = new_invoice_id("QC", now)
     expires_at = now + timedelta(minutes=get_settings().order_expiry_minutes)
     paid = cmd.payment_method == "account_balance" or bill.total == ZERO
-    writes: Script = [
+    writes: list[Statement] = [
         ("INSERT INTO orders (id, invoice_id, user_id, subtotal, voucher_discount, payment_fee,"
          " total_bill, payment_method, expires_at, fee_estimate)"
          " VALUES (:o, :inv, :u, :sub, :disc, :fee, :total, :m, :exp, :fee)",
@@ -241,7 +241,7 @@ def settle_paid(session: Tx, effects: Effects, order: Record, now: datetime,
 
 
 def _settle_statements(effects: Effects, order_id: int, payment_method: str, now: datetime,
-                       amount_paid: Any) -> Script:
+                       amount_paid: Any) -> list[Statement]:
     """The statements that mark an order paid (its voucher aside), and its effects queued."""
     effects.add(topics.DELIVER_ORDER, {"order_id": order_id})
     if payment_method == "qris":

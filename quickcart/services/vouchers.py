@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from quickcart.config import get_settings
 from quickcart.db import locks
-from quickcart.db.sql import Record, Tx
+from quickcart.db.sql import Record, Statement, Tx
 from quickcart.db.uow import unit_of_work
 from quickcart.domain.codes import new_voucher_code
 from quickcart.domain.errors import ShopError
@@ -100,7 +99,7 @@ def attach_voucher(session: Tx, voucher_id: int, order_id: int) -> None:
 
 
 def held_voucher_statements(voucher_id: int, order_id: int, user_id: int, now: datetime,
-                            paid: bool) -> list[tuple[str, dict[str, Any]]]:
+                            paid: bool) -> list[Statement]:
     """`attach_voucher` (and, for an order paid at once, `use_order_voucher`) as statements for
     one round trip (`sql.run_script`), for the voucher `hold_voucher` just locked and checked."""
     if not paid:
