@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 
 import psutil
+from sqlalchemy import text
 
 from bench.common import Report
 from bench.harness import Stack
@@ -90,3 +91,28 @@ def add_figures(report: Report, name: str, label: str, ms: dict[str, float]) -> 
     for group, value in sorted(ms.items(), key=lambda item: -item[1]):
         report.add(f"{name}_{group}", value, f"  {label}, {group}", "ms")
     report.add(f"{name}_total", sum(ms.values()), f"  {label}, total", "ms")
+
+
+
+def postgres_by_client(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of the stack's PostgreSQL backends, summed by the process group whose
+    connection each serves (`bench` for this process, `other` for the rest). A backend that
+    closed during the phase takes its CPU with it; the worker pools keep theirs open."""
+    owner = {member.pid: proc.name for proc in stack.procs for member in _tree(proc.pid)}
+    owner[os.getpid()] = "bench"
+    client_of: dict[int, str] = {}
+    with contextlib.suppress(psutil.Error):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and conn.raddr and conn.pid:
+                client_of[conn.laddr.port] = owner.get(conn.pid, "other")
+    assert stack.main is not None
+    with stack.main.connect() as db:
+        backends = db.execute(text(
+            "SELECT pid, client_port FROM pg_stat_activity WHERE datname = current_database()"
+            " AND backend_type = 'client backend'")).all()
+    groups: dict[str, float] = {}
+    for pid, port in backends:
+        group = client_of.get(port or 0, "other")
+        with contextlib.suppress(psutil.Error):
+            groups[group] = groups.get(group, 0.0) + _seconds(psutil.Process(pid))
+    return groups

@@ -48,7 +48,9 @@ def run(size: int, as_json: bool) -> Report:
             {"user_id": uid, "product_id": 1, "quantity": 1, "payment_method": "account_balance",
              "idempotency_key": key} for uid, key in zip(buyers, keys, strict=True)])
         cpu_at_start = cpu.snapshot(stack)
+        pg_at_start = cpu.postgres_by_client(stack)
         winners_cpu: dict[str, float] = {}
+        winners_pg: dict[str, float] = {}
         t0 = time.time()
         for start in range(0, len(messages), 50):
             stack.push(queue, messages[start:start + 50])
@@ -63,6 +65,8 @@ def run(size: int, as_json: bool) -> Report:
                 # Every winner has its key: the CPU the sale took so far, by process group.
                 now = cpu.snapshot(stack)
                 winners_cpu.update({g: now[g] - cpu_at_start.get(g, 0.0) for g in now})
+                pg_now = cpu.postgres_by_client(stack)
+                winners_pg.update({g: pg_now[g] - pg_at_start.get(g, 0.0) for g in pg_now})
             n = stack.q("SELECT count(*) FROM idempotency_keys WHERE key LIKE 'bench:flash:%'"
                         " AND result IS NOT NULL")
             return bool(n == size)
@@ -119,6 +123,8 @@ def run(size: int, as_json: bool) -> Report:
         # Polled every 0.2 s, so the window ends up to 0.2 s after the last key.
         cpu.add_figures(report, "cpu_ms_per_winner", "CPU per winner until the last key",
                         {g: s * 1000 / units for g, s in winners_cpu.items() if s > 0})
+        cpu.add_figures(report, "pg_ms_per_winner", "  of which PostgreSQL serving",
+                        {g: s * 1000 / units for g, s in winners_pg.items() if s > 0})
         report.check("target_exact", len(paid) == units and sold == units and twice == 0
                      and len(sold_out) == size - units,
                      f"target: exactly {units} sold, 0 oversold, {size - units} sold out")

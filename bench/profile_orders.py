@@ -13,6 +13,7 @@ import time
 
 from sqlalchemy import event
 
+from bench import cpu
 from bench.common import intent_key
 from bench.harness import Stack
 from quickcart.db import outbox
@@ -47,13 +48,15 @@ def main(argv: list[str]) -> int:
         counts.update(statements=0, commits=0)
         prof = cProfile.Profile()
         w0, c0 = time.perf_counter(), time.process_time()
-        prof.enable()
-        for i in range(n):
-            one(i)
-        prof.disable()
-        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        with cpu.measured(stack) as phase:
+            prof.enable()
+            for i in range(n):
+                one(i)
+            prof.disable()
+        wall, used = time.perf_counter() - w0, time.process_time() - c0
         print(f"{n} orders on one thread: {1000 * wall / n:.2f} ms wall, "
-              f"{1000 * cpu / n:.2f} ms Python CPU per order; "
+              f"{1000 * used / n:.2f} ms Python CPU, "
+              f"{phase.ms_per(n).get('postgres', 0.0):.2f} ms PostgreSQL CPU per order; "
               f"{counts['statements'] / n:.1f} statements, {counts['commits'] / n:.1f} commits"
               " per order")
         pstats.Stats(prof).sort_stats("cumulative").print_stats(25)

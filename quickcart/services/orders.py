@@ -179,6 +179,30 @@ def _check(session: Tx, cmd: CreateOrder, found: Record, now: datetime) -> _Plan
                  voucher.id if voucher else None)
 
 
+_ORDER_COLUMNS = ("INSERT INTO orders (id, invoice_id, user_id, subtotal, voucher_discount,"
+                  " payment_fee, total_bill, payment_method, expires_at, fee_estimate")
+_INSERT_PENDING_ORDER = (_ORDER_COLUMNS + ")"
+                         " VALUES (:o, :inv, :u, :sub, :disc, :fee, :total, :m, :exp, :fee)")
+_INSERT_PAID_ORDER = (_ORDER_COLUMNS + ", status, paid_at, amount_paid)"
+                      " VALUES (:o, :inv, :u, :sub, :disc, :fee, :total, :m, :exp, :fee,"
+                      " 'paid', :now, :total)")
+# One statement: the units point at the order, then the items at the units (the composite key
+# from item to unit is checked at the end of the statement, after both).
+_RESERVE_UNITS = (
+    "WITH reserved AS (UPDATE product_stocks SET order_id = :o"
+    " WHERE id = ANY(CAST(:ids AS uuid[])) RETURNING id)"
+    " INSERT INTO order_items (order_id, product_id, stock_id, price_per_unit)"
+    " SELECT :o, :p, id, :price FROM reserved")
+# The same, the units sold at once and the sale counted (products.sold_count is rolled up).
+_SELL_UNITS = (
+    "WITH sold AS (UPDATE product_stocks SET order_id = :o, is_sold = true"
+    " WHERE id = ANY(CAST(:ids AS uuid[])) RETURNING id),"
+    " items AS (INSERT INTO order_items (order_id, product_id, stock_id, price_per_unit)"
+    " SELECT :o, :p, id, :price FROM sold)"
+    " INSERT INTO sold_count_deltas (product_id, quantity, order_id)"
+    " SELECT :p, count(*), :o FROM sold")
+
+
 def _writes(effects: Effects, cmd: CreateOrder, plan: _Plan,
             now: datetime) -> tuple[dict[str, Any], list[Statement]]:
     """The checked order's writes, as one script: order, items, units reserved; paid at once
@@ -187,21 +211,17 @@ def _writes(effects: Effects, cmd: CreateOrder, plan: _Plan,
     invoice_id = new_invoice_id("QC", now)
     expires_at = now + timedelta(minutes=get_settings().order_expiry_minutes)
     paid = cmd.payment_method == "account_balance" or bill.total == ZERO
-    writes: list[Statement] = [
-        ("INSERT INTO orders (id, invoice_id, user_id, subtotal, voucher_discount, payment_fee,"
-         " total_bill, payment_method, expires_at, fee_estimate)"
-         " VALUES (:o, :inv, :u, :sub, :disc, :fee, :total, :m, :exp, :fee)",
-         {"o": order_id, "inv": invoice_id, "u": cmd.user_id, "sub": bill.subtotal,
-          "disc": bill.voucher_discount, "fee": bill.payment_fee, "total": bill.total,
-          "m": cmd.payment_method, "exp": expires_at}),
-        # One statement: the units point at the order, then the items at the units (the
-        # composite key from item to unit is checked at the end of the statement, after both).
-        ("WITH reserved AS (UPDATE product_stocks SET order_id = :o"
-         " WHERE id = ANY(CAST(:ids AS uuid[])) RETURNING id)"
-         " INSERT INTO order_items (order_id, product_id, stock_id, price_per_unit)"
-         " SELECT :o, :p, id, :price FROM reserved",
-         {"o": order_id, "p": cmd.product_id, "ids": plan.units, "price": plan.price}),
-    ]
+    order = {"o": order_id, "inv": invoice_id, "u": cmd.user_id, "sub": bill.subtotal,
+             "disc": bill.voucher_discount, "fee": bill.payment_fee, "total": bill.total,
+             "m": cmd.payment_method, "exp": expires_at, "p": cmd.product_id,
+             "ids": plan.units, "price": plan.price, "now": now}
+    if paid:
+        # Paid at once: the order is born paid and its units are reserved and sold by one
+        # write each, not written pending and then settled (a second version of the order row
+        # and of every unit, each with its index entries, triggers and audit record).
+        writes: list[Statement] = [(_INSERT_PAID_ORDER, order), (_SELL_UNITS, order)]
+    else:
+        writes = [(_INSERT_PENDING_ORDER, order), (_RESERVE_UNITS, order)]
     if plan.voucher_id is not None:
         writes += vouchers.held_voucher_statements(plan.voucher_id, order_id, cmd.user_id, now,
                                                    paid=paid)
@@ -210,7 +230,7 @@ def _writes(effects: Effects, cmd: CreateOrder, plan: _Plan,
             # _check compared the total with the balance under the user lock.
             writes += checked_move_statements(cmd.user_id, -bill.total, "purchase", "order",
                                               invoice_id, actor_id=cmd.user_id)
-        writes += _settle_statements(effects, order_id, cmd.payment_method, now, bill.total)
+        _queue_settled(effects, order_id, cmd.payment_method)
         status = "paid"
     else:
         effects.add(topics.START_QRIS, {"kind": "order", "id": order_id})
@@ -240,13 +260,18 @@ def settle_paid(session: Tx, effects: Effects, order: Record, now: datetime,
     vouchers.use_order_voucher(session, order.id, order.user_id, now)
 
 
-def _settle_statements(effects: Effects, order_id: int, payment_method: str, now: datetime,
-                       amount_paid: Any) -> list[Statement]:
-    """The statements that mark an order paid (its voucher aside), and its effects queued."""
+def _queue_settled(effects: Effects, order_id: int, payment_method: str) -> None:
+    """The effects of an order becoming paid: its delivery, and its QR message updated."""
     effects.add(topics.DELIVER_ORDER, {"order_id": order_id})
     if payment_method == "qris":
         effects.add(topics.UPDATE_PAYMENT_QR, {"kind": "order", "id": order_id, "state": "paid"})
     # Admins hear of sales in the periodic digest (quickcart.services.digest), not per order.
+
+
+def _settle_statements(effects: Effects, order_id: int, payment_method: str, now: datetime,
+                       amount_paid: Any) -> list[Statement]:
+    """The statements that mark a pending order paid (its voucher aside), effects queued."""
+    _queue_settled(effects, order_id, payment_method)
     return [(
         "WITH sold AS (UPDATE product_stocks SET is_sold = true WHERE order_id = :o"
         " RETURNING product_id),"

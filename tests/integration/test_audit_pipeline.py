@@ -3,6 +3,7 @@ DB exactly once with a linear SHA-256 chain, and verification catches tampering.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 
@@ -296,3 +297,59 @@ def test_anonymisation_keeps_the_chain_verifying(db: Engine, audit_engine: Engin
     assert report.ok, format_report(report)
     assert report.anonymised == 2
     assert report.checked == 3
+
+
+def captured(engine: Engine, entity: str) -> list:
+    with engine.connect() as conn:
+        return list(conn.execute(text(
+            "SELECT action, actor_id, before_state, after_state FROM audit_outbox"
+            " WHERE entity_type = :e ORDER BY id"), {"e": entity}))
+
+
+def test_capture_records_real_changes_redacted_and_skips_bookkeeping(db: Engine) -> None:
+    make_changes(db)
+    with db.begin() as conn:
+        conn.execute(text("SELECT set_config('quickcart.actor_id', '7', true),"
+                          " set_config('quickcart.actor_type', 'user', true)"))
+        stock = conn.execute(text("SELECT id FROM product_stocks WHERE content = 'SECRET-KEY-1'"
+                                  )).scalar_one()
+        oid = conn.execute(text(
+            "INSERT INTO orders (invoice_id, user_id, subtotal, total_bill, payment_method,"
+            " payment_number) VALUES ('INV-A', 7, 27000, 27000, 'qris', '0002010102') RETURNING id"
+        )).scalar_one()
+        conn.execute(text("UPDATE product_stocks SET order_id = :o WHERE id = :s"),
+                     {"o": oid, "s": stock})
+        conn.execute(text("INSERT INTO order_items (order_id, product_id, stock_id,"
+                          " price_per_unit) VALUES (:o, 1, :s, 27000)"), {"o": oid, "s": stock})
+    before = {e: len(captured(db, e)) for e in ("orders", "product_stocks", "order_items")}
+    with db.begin() as conn:
+        # Bookkeeping only: a delivery lease taken and given back, a touch of updated_at.
+        conn.execute(text("UPDATE orders SET delivery_claimed_until = now(),"
+                          " delivery_claimed_by = 'w1' WHERE id = :o"), {"o": oid})
+        conn.execute(text("UPDATE orders SET delivery_claimed_until = NULL,"
+                          " delivery_claimed_by = NULL WHERE id = :o"), {"o": oid})
+        conn.execute(text("UPDATE product_stocks SET updated_at = now() WHERE id = :s"),
+                     {"s": stock})
+    assert {e: len(captured(db, e)) for e in before} == before
+    with db.begin() as conn:
+        conn.execute(text("UPDATE orders SET status = 'paid', paid_at = now(),"
+                          " amount_paid = 27000, payment_number = NULL WHERE id = :o"), {"o": oid})
+        conn.execute(text("UPDATE product_stocks SET is_sold = true WHERE id = :s"), {"s": stock})
+        conn.execute(text("DELETE FROM product_stocks WHERE content = 'SECRET-KEY-2'"))
+    orders = captured(db, "orders")
+    created, paid = orders[0], orders[-1]
+    assert created.action == "create" and created.actor_id == 7
+    # The gateway's payment number is never in an image; everything else is.
+    assert "payment_number" not in created.after_state
+    assert created.after_state["invoice_id"] == "INV-A"
+    assert (paid.action, paid.before_state["status"], paid.after_state["status"]) == (
+        "update", "pending", "paid")
+    assert "payment_number" not in paid.before_state
+    *_, sold, removed = captured(db, "product_stocks")
+    key_hash = "sha256:" + hashlib.sha256(b"SECRET-KEY-1").hexdigest()
+    assert sold.before_state["content"] == sold.after_state["content"] == key_hash
+    assert (sold.before_state["is_sold"], sold.after_state["is_sold"]) == (False, True)
+    assert sold.after_state["order_id"] == oid
+    assert (removed.action, removed.after_state) == ("delete", None)
+    assert removed.before_state["content"] == (
+        "sha256:" + hashlib.sha256(b"SECRET-KEY-2").hexdigest())

@@ -263,13 +263,53 @@ def test_order_status_state_machine(db: Engine, start: str, target: str, allowed
         assert scalar(db, "SELECT status FROM orders WHERE id = :o", o=oid) == start
 
 
-def test_order_must_start_pending(db: Engine) -> None:
+@pytest.mark.parametrize(
+    ("method", "status", "paid_at"),
+    [
+        ("qris", "paid", "now()"),  # owed to the gateway: paid only from pending
+        ("account_balance", "paid", "NULL"),  # paid without saying when
+        ("account_balance", "expired", "NULL"),
+        ("account_balance", "cancelled", "NULL"),
+    ],
+)
+def test_order_must_start_pending(db: Engine, method: str, status: str, paid_at: str) -> None:
     with db.begin() as conn:
         make_user(conn)
     err = refused(db, lambda c: c.execute(text(
         "INSERT INTO orders (invoice_id, user_id, subtotal, total_bill, payment_method, status,"
-        " paid_at) VALUES ('INV-P', 1, 100, 100, 'qris', 'paid', now())")))
+        f" paid_at) VALUES ('INV-P', 1, 100, 100, :m, :s, {paid_at})"),
+        {"m": method, "s": status}))
     assert rule_of(err) == "orders_status_transition"
+    assert scalar(db, "SELECT count(*) FROM orders") == 0
+
+
+def test_a_balance_order_may_be_born_paid(db: Engine) -> None:
+    with db.begin() as conn:
+        make_user(conn)
+        make_product(conn)
+        [stock] = make_stock(conn)
+        oid = conn.execute(text(
+            "INSERT INTO orders (invoice_id, user_id, subtotal, total_bill, payment_method,"
+            " status, paid_at, amount_paid) VALUES ('INV-B', 1, 10000, 10000,"
+            " 'account_balance', 'paid', now(), 10000) RETURNING id")).scalar_one()
+        conn.execute(text("UPDATE product_stocks SET order_id = :o, is_sold = true"
+                          " WHERE id = :s"), {"o": oid, "s": stock})
+        conn.execute(text("INSERT INTO order_items (order_id, product_id, stock_id,"
+                          " price_per_unit) VALUES (:o, 1, :s, 10000)"), {"o": oid, "s": stock})
+    assert scalar(db, "SELECT status FROM orders WHERE id = :o", o=oid) == "paid"
+    # Born paid, it is as settled as one paid from pending: it can never be pending again.
+    err = refused(db, lambda c: c.execute(text(
+        "UPDATE orders SET status = 'pending' WHERE id = :o"), {"o": oid}))
+    assert rule_of(err) == "orders_status_transition"
+
+
+def test_a_deposit_must_start_pending(db: Engine) -> None:
+    with db.begin() as conn:
+        make_user(conn)
+    err = refused(db, lambda c: c.execute(text(
+        "INSERT INTO deposits (invoice_id, user_id, amount, payment_fee, total_bill, status,"
+        " paid_at) VALUES ('DEP-P', 1, 10000, 0, 10000, 'paid', now())")))
+    assert rule_of(err) == "deposits_status_transition"
 
 
 def test_total_bill_must_add_up(db: Engine) -> None:
