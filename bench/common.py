@@ -62,8 +62,9 @@ RAW_ORDER_SQL = (
 def raw_order(cur: Any, user_id: int, product_id: int, price: int, hot_row: bool) -> bool:
     """The balance-order transaction of orders.create_order in plain SQL (caller commits).
 
-    Lock user, take a unit with SKIP LOCKED, order, item, debit + ledger, sold_count (delta row,
-    or the naive hot-row UPDATE), paid. False when sold out."""
+    Lock user, take a unit with SKIP LOCKED, the order (born paid, as the shop writes a balance
+    order), the unit reserved and sold in one UPDATE, item, debit + ledger, sold_count (delta
+    row, or the naive hot-row UPDATE). False when sold out."""
     cur.execute(RAW_ORDER_SQL[0], {"u": user_id})
     cur.execute(RAW_ORDER_SQL[1], {"p": product_id})
     unit = cur.fetchone()
@@ -72,11 +73,12 @@ def raw_order(cur: Any, user_id: int, product_id: int, price: int, hot_row: bool
     invoice = new_invoice_id("QC")
     cur.execute(
         "INSERT INTO orders (invoice_id, user_id, subtotal, total_bill, payment_method,"
-        " expires_at, fee_estimate) VALUES (%(i)s, %(u)s, %(a)s, %(a)s, 'account_balance',"
-        " now() + interval '10 minutes', 0) RETURNING id",
+        " expires_at, fee_estimate, status, paid_at, amount_paid) VALUES (%(i)s, %(u)s, %(a)s,"
+        " %(a)s, 'account_balance', now() + interval '10 minutes', 0, 'paid', now(), %(a)s)"
+        " RETURNING id",
         {"i": invoice, "u": user_id, "a": price})
     order_id = cur.fetchone()[0]
-    cur.execute("UPDATE product_stocks SET order_id = %(o)s WHERE id = %(s)s",
+    cur.execute("UPDATE product_stocks SET order_id = %(o)s, is_sold = true WHERE id = %(s)s",
                 {"o": order_id, "s": unit[0]})
     cur.execute("INSERT INTO order_items (order_id, product_id, stock_id, price_per_unit)"
                 " VALUES (%(o)s, %(p)s, %(s)s, %(a)s)",
@@ -86,16 +88,12 @@ def raw_order(cur: Any, user_id: int, product_id: int, price: int, hot_row: bool
     cur.execute("INSERT INTO balance_ledger (user_id, amount, reason, reference_type,"
                 " reference_id, actor_id) VALUES (%(u)s, %(a)s, 'purchase', 'order', %(i)s,"
                 " %(u)s)", {"u": user_id, "a": -price, "i": invoice})
-    cur.execute("UPDATE product_stocks SET is_sold = true WHERE order_id = %(o)s",
-                {"o": order_id})
     if hot_row:
         cur.execute("UPDATE products SET sold_count = sold_count + 1 WHERE id = %(p)s",
                     {"p": product_id})
     else:
         cur.execute("INSERT INTO sold_count_deltas (product_id, quantity, order_id)"
                     " VALUES (%(p)s, 1, %(o)s)", {"p": product_id, "o": order_id})
-    cur.execute("UPDATE orders SET status = 'paid', paid_at = now(), amount_paid = %(a)s,"
-                " payment_number = NULL WHERE id = %(o)s", {"a": price, "o": order_id})
     return True
 
 

@@ -43,7 +43,7 @@ def run(size: int, as_json: bool) -> Report:
         stack.log(f"raw-SQL baseline: {size} orders on 8 connections")
         base = raw_baseline(stack.main, base_users, 1, PRICE, orders=size)
         report.add("baseline_orders_per_s", base,
-                   "baseline: raw-SQL order+settle transaction, 8 conns", "orders/s")
+                   "baseline: raw-SQL balance purchase, 8 conns", "orders/s")
 
         with stack.main.connect() as conn:
             invoices = list(conn.execute(text(
