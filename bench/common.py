@@ -59,27 +59,31 @@ RAW_ORDER_SQL = (
 )
 
 
-def raw_order(cur: Any, user_id: int, product_id: int, price: int, hot_row: bool) -> bool:
+def raw_order(cur: Any, user_id: int, product_id: int, price: int, hot_row: bool,
+              settle_apart: bool = False) -> bool:
     """The balance-order transaction of orders.create_order in plain SQL (caller commits).
 
     Lock user, take a unit with SKIP LOCKED, the order (born paid, as the shop writes a balance
     order), the unit reserved and sold in one UPDATE, item, debit + ledger, sold_count (delta
-    row, or the naive hot-row UPDATE). False when sold out."""
+    row, or the naive hot-row UPDATE). False when sold out.
+
+    `settle_apart`: the steps as issue 7 lists them, as the shop wrote them until session 8:
+    the order pending and the unit reserved, then the unit sold and the order marked paid."""
     cur.execute(RAW_ORDER_SQL[0], {"u": user_id})
     cur.execute(RAW_ORDER_SQL[1], {"p": product_id})
     unit = cur.fetchone()
     if unit is None:
         return False
     invoice = new_invoice_id("QC")
+    born = "'pending', NULL, NULL" if settle_apart else "'paid', now(), %(a)s"
     cur.execute(
         "INSERT INTO orders (invoice_id, user_id, subtotal, total_bill, payment_method,"
         " expires_at, fee_estimate, status, paid_at, amount_paid) VALUES (%(i)s, %(u)s, %(a)s,"
-        " %(a)s, 'account_balance', now() + interval '10 minutes', 0, 'paid', now(), %(a)s)"
-        " RETURNING id",
+        f" %(a)s, 'account_balance', now() + interval '10 minutes', 0, {born}) RETURNING id",
         {"i": invoice, "u": user_id, "a": price})
     order_id = cur.fetchone()[0]
-    cur.execute("UPDATE product_stocks SET order_id = %(o)s, is_sold = true WHERE id = %(s)s",
-                {"o": order_id, "s": unit[0]})
+    cur.execute("UPDATE product_stocks SET order_id = %(o)s, is_sold = %(sold)s"
+                " WHERE id = %(s)s", {"o": order_id, "s": unit[0], "sold": not settle_apart})
     cur.execute("INSERT INTO order_items (order_id, product_id, stock_id, price_per_unit)"
                 " VALUES (%(o)s, %(p)s, %(s)s, %(a)s)",
                 {"o": order_id, "p": product_id, "s": unit[0], "a": price})
@@ -94,11 +98,17 @@ def raw_order(cur: Any, user_id: int, product_id: int, price: int, hot_row: bool
     else:
         cur.execute("INSERT INTO sold_count_deltas (product_id, quantity, order_id)"
                     " VALUES (%(p)s, 1, %(o)s)", {"p": product_id, "o": order_id})
+    if settle_apart:
+        cur.execute("UPDATE product_stocks SET is_sold = true WHERE order_id = %(o)s",
+                    {"o": order_id})
+        cur.execute("UPDATE orders SET status = 'paid', paid_at = now(), amount_paid = %(a)s,"
+                    " payment_number = NULL WHERE id = %(o)s", {"a": price, "o": order_id})
     return True
 
 
 def raw_baseline(engine: Engine, users: list[int], product_id: int, price: int, *,
-                 orders: int, threads: int = 8, hot_row: bool = False) -> float:
+                 orders: int, threads: int = 8, hot_row: bool = False,
+                 settle_apart: bool = False) -> float:
     """Orders/s of `orders` raw-SQL order transactions on `threads` connections (each thread
     its own users, so the user lock never queues, like distinct shoppers)."""
     per = [users[i::threads] for i in range(threads)]
@@ -115,7 +125,7 @@ def raw_baseline(engine: Engine, users: list[int], product_id: int, price: int, 
             n = 0
             while n < target:
                 uid = per[i][n % len(per[i])]
-                if not raw_order(cur, uid, product_id, price, hot_row):
+                if not raw_order(cur, uid, product_id, price, hot_row, settle_apart):
                     raw.rollback()
                     raise RuntimeError("baseline ran out of stock")
                 raw.commit()
