@@ -30,23 +30,24 @@ depends_on = None
 # Each function reads the actor and context the unit of work set (quickcart.db.uow) once per
 # statement. Stock content (licence keys) never leaves the main DB: the audit copy carries its
 # SHA-256. The gateway's payment number (orders, deposits) is dropped; other tables have none.
-UPGRADE = """
-CREATE OR REPLACE FUNCTION audit_capture_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
+_ACTOR = """DECLARE
     who  BIGINT := nullif(current_setting('quickcart.actor_id', true), '')::BIGINT;
     kind TEXT   := coalesce(nullif(current_setting('quickcart.actor_type', true), ''), 'system');
     ctx  JSONB  := nullif(current_setting('quickcart.audit_context', true), '')::JSONB;
-BEGIN
+"""
+_INTO = """INSERT INTO audit_outbox (actor_id, actor_type, entity_type, entity_id, action,
+                                  before_state, after_state, context)"""
+UPGRADE = f"""
+CREATE OR REPLACE FUNCTION audit_capture_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+{_ACTOR}BEGIN
     IF TG_TABLE_NAME = 'product_stocks' THEN
-        INSERT INTO audit_outbox (actor_id, actor_type, entity_type, entity_id, action,
-                                  before_state, after_state, context)
+        {_INTO}
         SELECT who, kind, TG_TABLE_NAME, n.id::TEXT, 'create', NULL,
                to_jsonb(n) || jsonb_build_object('content',
                    'sha256:' || encode(sha256(convert_to(n.content, 'UTF8')), 'hex')), ctx
         FROM new_rows AS n;
     ELSE
-        INSERT INTO audit_outbox (actor_id, actor_type, entity_type, entity_id, action,
-                                  before_state, after_state, context)
+        {_INTO}
         SELECT who, kind, TG_TABLE_NAME, n.id::TEXT, 'create', NULL,
                to_jsonb(n) - 'payment_number', ctx
         FROM new_rows AS n;
@@ -55,14 +56,9 @@ BEGIN
 END $$;
 
 CREATE OR REPLACE FUNCTION audit_capture_update() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    who  BIGINT := nullif(current_setting('quickcart.actor_id', true), '')::BIGINT;
-    kind TEXT   := coalesce(nullif(current_setting('quickcart.actor_type', true), ''), 'system');
-    ctx  JSONB  := nullif(current_setting('quickcart.audit_context', true), '')::JSONB;
-BEGIN
+{_ACTOR}BEGIN
     IF TG_TABLE_NAME = 'product_stocks' THEN
-        INSERT INTO audit_outbox (actor_id, actor_type, entity_type, entity_id, action,
-                                  before_state, after_state, context)
+        {_INTO}
         SELECT who, kind, TG_TABLE_NAME, j.id, 'update',
                j.b || jsonb_build_object('content',
                    'sha256:' || encode(sha256(convert_to(j.b_key, 'UTF8')), 'hex')),
@@ -73,8 +69,7 @@ BEGIN
               FROM old_rows AS o JOIN new_rows AS n ON n.id = o.id) AS j
         WHERE j.b - 'updated_at' IS DISTINCT FROM j.a - 'updated_at';
     ELSE
-        INSERT INTO audit_outbox (actor_id, actor_type, entity_type, entity_id, action,
-                                  before_state, after_state, context)
+        {_INTO}
         SELECT who, kind, TG_TABLE_NAME, j.id, 'update',
                j.b - 'payment_number', j.a - 'payment_number', ctx
         FROM (SELECT n.id::TEXT AS id, to_jsonb(o) AS b, to_jsonb(n) AS a
@@ -87,21 +82,15 @@ BEGIN
 END $$;
 
 CREATE OR REPLACE FUNCTION audit_capture_delete() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    who  BIGINT := nullif(current_setting('quickcart.actor_id', true), '')::BIGINT;
-    kind TEXT   := coalesce(nullif(current_setting('quickcart.actor_type', true), ''), 'system');
-    ctx  JSONB  := nullif(current_setting('quickcart.audit_context', true), '')::JSONB;
-BEGIN
+{_ACTOR}BEGIN
     IF TG_TABLE_NAME = 'product_stocks' THEN
-        INSERT INTO audit_outbox (actor_id, actor_type, entity_type, entity_id, action,
-                                  before_state, after_state, context)
+        {_INTO}
         SELECT who, kind, TG_TABLE_NAME, o.id::TEXT, 'delete',
                to_jsonb(o) || jsonb_build_object('content',
                    'sha256:' || encode(sha256(convert_to(o.content, 'UTF8')), 'hex')), NULL, ctx
         FROM old_rows AS o;
     ELSE
-        INSERT INTO audit_outbox (actor_id, actor_type, entity_type, entity_id, action,
-                                  before_state, after_state, context)
+        {_INTO}
         SELECT who, kind, TG_TABLE_NAME, o.id::TEXT, 'delete',
                to_jsonb(o) - 'payment_number', NULL, ctx
         FROM old_rows AS o;
