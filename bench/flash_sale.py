@@ -13,6 +13,8 @@ from bench.orders import PRICE, start_shop
 
 WARM_UP_PRODUCT = 2
 WARM_UP_USERS = 90_000  # first id of the warm-up shoppers; the sale's buyers come before
+LATE_PRODUCT = 3
+LATE_USER = 95_000  # buys another product once the sale is decided, behind its notices
 
 
 def warm_up(stack: Stack, buyers: int = 24) -> None:
@@ -35,6 +37,8 @@ def run(size: int, as_json: bool) -> Report:
     with Stack("flash-sale", quiet=as_json) as stack:
         buyers = stack.add_users(10_000, size, balance=PRICE * 10)
         stack.add_product(1, PRICE, units)
+        stack.add_product(LATE_PRODUCT, PRICE, 1)
+        [late_user] = stack.add_users(LATE_USER, 1, balance=PRICE * 10)
         stack.vacuum()
         start_shop(stack, 8)
         warm_up(stack)
@@ -73,9 +77,19 @@ def run(size: int, as_json: bool) -> Report:
 
         wait_until(all_recorded, what=f"{size} intents", timeout=600, interval=0.2)
         intents_done_s = time.time() - t0
+        # Another shopper buys something else now: the delivery queues behind whatever of the
+        # sale's "sold out" notices the notify worker has not sent yet.
+        notices_queued = int(stack.redis.llen("notify")) if stack.redis is not None else 0
+        late_key = intent_key("late")
+        late_sent = time.time()
+        stack.send("quickcart.create_order", user_id=late_user, product_id=LATE_PRODUCT,
+                   quantity=1, payment_method="account_balance", idempotency_key=late_key)
         wait_until(lambda: stack.q("SELECT count(*) FROM orders WHERE status = 'paid'"
                                    " AND delivered_at IS NULL") == 0,
                    what="deliveries", timeout=300, interval=0.2)
+        wait_until(lambda: stack.q("SELECT count(*) FROM orders WHERE user_id = :u"
+                                   " AND delivered_at IS NOT NULL", u=late_user) == 1,
+                   what="the late shopper's delivery", timeout=300, interval=0.05)
         with stack.main.connect() as conn:
             rows = conn.execute(text(
                 "SELECT k.key, k.result->>'status' AS status, k.result->>'error' AS error,"
@@ -89,6 +103,9 @@ def run(size: int, as_json: bool) -> Report:
                                      " WHERE is_sold AND product_id = 1")).scalar()
             twice = conn.execute(text(
                 "SELECT count(*) - count(DISTINCT stock_id) FROM order_items")).scalar()
+            late_delivered = conn.execute(text(
+                "SELECT extract(epoch FROM o.delivered_at) FROM orders o"
+                " WHERE o.user_id = :u"), {"u": late_user}).scalar()
         paid = [r for r in rows if r.status == "paid"]
         sold_out = [r for r in rows if r.error == "out_of_stock"]
         deliveries = [float(r.delivered) - sent[r.key] for r in paid if r.delivered]
@@ -116,6 +133,10 @@ def run(size: int, as_json: bool) -> Report:
                    "  of which intent -> paid (orders worker) p99", "s")
         report.add("paid_to_delivered_p99_s", percentile(paid_to_delivered, 99),
                    "  of which paid -> delivered (notify worker) p99", "s")
+        report.add("late_notices_queued", notices_queued,
+                   "'sold out' notices still queued when a late shopper bought")
+        report.add("late_delivery_s", float(late_delivered) - late_sent if late_delivered else -1.0,
+                   "  late shopper's intent -> delivered_at", "s")
         report.add("sold_out_answer_p50_s", percentile(refusals, 50),
                    "intent -> 'sold out' recorded p50", "s")
         report.add("sold_out_answer_p99_s", percentile(refusals, 99),
