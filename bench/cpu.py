@@ -93,7 +93,6 @@ def add_figures(report: Report, name: str, label: str, ms: dict[str, float]) -> 
     report.add(f"{name}_total", sum(ms.values()), f"  {label}, total", "ms")
 
 
-
 def postgres_by_client(stack: Stack) -> dict[str, float]:
     """CPU seconds so far of the stack's PostgreSQL backends, summed by the process group whose
     connection each serves (`bench` for this process, `other` for the rest). A backend that

@@ -79,7 +79,8 @@ def run(size: int, as_json: bool) -> Report:
         intents_done_s = time.time() - t0
         # Another shopper buys something else now: the delivery queues behind whatever of the
         # sale's "sold out" notices the notify worker has not sent yet.
-        notices_queued = int(stack.redis.llen("notify")) if stack.redis is not None else 0
+        assert stack.redis is not None
+        notices_queued = int(stack.redis.llen("notify"))
         late_key = intent_key("late")
         late_sent = time.time()
         stack.send("quickcart.create_order", user_id=late_user, product_id=LATE_PRODUCT,
@@ -105,7 +106,7 @@ def run(size: int, as_json: bool) -> Report:
                 "SELECT count(*) - count(DISTINCT stock_id) FROM order_items")).scalar()
             late_delivered = conn.execute(text(
                 "SELECT extract(epoch FROM o.delivered_at) FROM orders o"
-                " WHERE o.user_id = :u"), {"u": late_user}).scalar()
+                " WHERE o.user_id = :u"), {"u": late_user}).scalar_one()
         paid = [r for r in rows if r.status == "paid"]
         sold_out = [r for r in rows if r.error == "out_of_stock"]
         deliveries = [float(r.delivered) - sent[r.key] for r in paid if r.delivered]
@@ -135,7 +136,7 @@ def run(size: int, as_json: bool) -> Report:
                    "  of which paid -> delivered (notify worker) p99", "s")
         report.add("late_notices_queued", notices_queued,
                    "'sold out' notices still queued when a late shopper bought")
-        report.add("late_delivery_s", float(late_delivered) - late_sent if late_delivered else -1.0,
+        report.add("late_delivery_s", float(late_delivered) - late_sent,
                    "  late shopper's intent -> delivered_at", "s")
         report.add("sold_out_answer_p50_s", percentile(refusals, 50),
                    "intent -> 'sold out' recorded p50", "s")

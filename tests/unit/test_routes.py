@@ -26,4 +26,4 @@ def test_no_task_has_a_celery_rate_limit() -> None:
     limited = {name: task.rate_limit for name, task in app.tasks.items()
                if name.startswith("quickcart.") and task.rate_limit}
     assert limited == {}
-    assert not celeryconfig.__dict__.get("task_annotations")
+    assert not app.conf.task_annotations

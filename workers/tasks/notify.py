@@ -28,10 +28,11 @@ def _retry_later(task: Any, exc: TelegramRetryAfter) -> Retry:
     return task.retry(exc=exc, countdown=exc.retry_after)
 
 
-# No Celery `rate_limit` on any notify task: a rate-limited message waits in its worker holding
-# a prefetch slot, and once every slot holds one the worker fetches nothing else, so a burst
-# of "sold out" notices stalled the buyers' deliveries queued behind it (docs/decisions.md).
-# Telegram says when to slow down (429 with retry_after) and the retry comes back then.
+# No Celery `rate_limit` on any task (tests/unit/test_routes.py): a rate-limited message
+# waits in its worker holding a prefetch slot, and once every slot holds one the worker fetches
+# nothing else, so a burst of "sold out" notices stalled the buyers' deliveries queued behind
+# it (docs/decisions.md). Telegram says when to slow down (429 with retry_after) and the retry
+# comes back then.
 @app.task(base=QuickCartTask, bind=True, name="quickcart.send_message")
 def send_message(self: Any, chat_id: int, key: str, params: dict[str, Any],
                  outbox_id: int | None = None, once_key: str | None = None) -> bool:

@@ -25,7 +25,7 @@ down_revision = "0005_audit_capture_once"
 branch_labels = None
 depends_on = None
 
-_AFTER_INSERT = """
+_UPDATE_RULES = """
     IF NEW.status IS DISTINCT FROM OLD.status
        AND NOT (OLD.status = 'pending' AND NEW.status IN ('paid', 'expired', 'cancelled')) THEN
         RAISE EXCEPTION 'illegal status change of % %: % -> %', TG_TABLE_NAME, OLD.invoice_id, OLD.status, NEW.status
@@ -58,7 +58,7 @@ BEGIN
                AND (NEW.payment_method = 'account_balance' OR NEW.total_bill = 0) THEN
                 RETURN NEW;
             END IF;
-        END IF;""" + _REFUSE_START + """    END IF;""" + _AFTER_INSERT
+        END IF;""" + _REFUSE_START + """    END IF;""" + _UPDATE_RULES
 
 DOWNGRADE = """
 CREATE OR REPLACE FUNCTION enforce_status_transition() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -66,7 +66,7 @@ BEGIN
     IF TG_OP = 'INSERT' THEN
         IF NEW.status <> 'pending' THEN""" + _REFUSE_START + """        END IF;
         RETURN NEW;
-    END IF;""" + _AFTER_INSERT
+    END IF;""" + _UPDATE_RULES
 
 
 def upgrade() -> None:
