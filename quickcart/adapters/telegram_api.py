@@ -1,5 +1,6 @@
-"""A small Bot API client (httpx) for workers: the same wire format as Telegram's servers, so
-pointing TELEGRAM_API_BASE_URL at the local simulator is the only difference offline."""
+"""A small Bot API client for workers: the same wire format as Telegram's servers, so pointing
+TELEGRAM_API_BASE_URL at the local simulator is the only difference offline. JSON calls (every
+message) go over `json_http`'s kept-alive connections; uploads and downloads over httpx."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from quickcart.adapters.json_http import HttpFailure, JsonPoster
 
 
 class TelegramError(Exception):
@@ -37,34 +40,44 @@ class BotApi:
                  transport: httpx.BaseTransport | None = None) -> None:
         self._url = f"{base_url.rstrip('/')}/bot{token}/"
         self._client = httpx.Client(timeout=timeout, transport=transport)
+        # A test transport stands in for the network: then every call goes through httpx.
+        self._json = JsonPoster(self._url, timeout) if transport is None else None
 
     def __repr__(self) -> str:
         return "BotApi(<token hidden>)"
 
     def close(self) -> None:
-        """Close the HTTP connection pool."""
+        """Close the HTTP connections."""
         self._client.close()
+        if self._json is not None:
+            self._json.close()
 
     def call(self, method: str, data: dict[str, Any] | None = None,
              files: dict[str, tuple[str, bytes, str]] | None = None) -> Any:
         """POST one method; returns `result` or raises a TelegramError subclass."""
-        payload = {k: (json.dumps(v) if isinstance(v, dict | list) else v)
-                   for k, v in (data or {}).items() if v is not None}
         try:
-            if files:
-                response = self._client.post(self._url + method, data=payload, files=files)
+            if files or self._json is None:
+                payload = {k: (json.dumps(v) if isinstance(v, dict | list) else v)
+                           for k, v in (data or {}).items() if v is not None}
+                response = (self._client.post(self._url + method, data=payload, files=files)
+                            if files else self._client.post(self._url + method, json=data or {}))
+                status, raw = response.status_code, response.content
             else:
-                response = self._client.post(self._url + method, json=data or {})
-        except httpx.HTTPError as exc:
-            raise TelegramUnavailable(f"{method}: {type(exc).__name__}") from exc
+                status, raw = self._json.post(method, json.dumps(data or {}).encode())
+        except (httpx.HTTPError, HttpFailure) as exc:
+            # The exception's name only: httpx's text holds the URL, and the URL the token.
+            name = str(exc) if isinstance(exc, HttpFailure) else type(exc).__name__
+            raise TelegramUnavailable(f"{method}: {name}") from exc
         try:
-            body = response.json()
+            body = json.loads(raw)
+            if not isinstance(body, dict):
+                raise ValueError("not an object")
         except ValueError as exc:
-            raise TelegramUnavailable(f"{method}: HTTP {response.status_code}") from exc
+            raise TelegramUnavailable(f"{method}: HTTP {status}") from exc
         if body.get("ok"):
             return body.get("result")
         description = str(body.get("description", "unknown error"))
-        code = int(body.get("error_code", response.status_code))
+        code = int(body.get("error_code", status))
         if code == 429:
             retry = float((body.get("parameters") or {}).get("retry_after", 1))
             raise TelegramRetryAfter(retry, description)

@@ -1,0 +1,139 @@
+"""The workers' Bot API client over real sockets: kept-alive connections, a server that drops
+one, and Telegram's answers mapped to the exceptions the tasks act on."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from quickcart.adapters.telegram_api import (
+    BotApi,
+    TelegramForbidden,
+    TelegramRetryAfter,
+    TelegramUnavailable,
+)
+from sandbox.serving import wait_until
+
+pytestmark = pytest.mark.timeout(60)
+TOKEN = "123:SECRET-token"
+
+
+class FakeTelegram(ThreadingHTTPServer):
+    """Answers each POST with the next queued (status, body, then drop the connection)."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.answers: list[tuple[int, bytes, bool]] = []
+        self.connections = 0
+        self.closed = 0
+        self.paths: list[str] = []
+        self.lock = threading.Lock()
+
+    def answer(self, status: int, body: Any, drop: bool = False) -> None:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        with self.lock:
+            self.answers.append((status, raw, drop))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive unless the answer says drop
+    server: FakeTelegram
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.lock:
+            self.server.connections += 1
+
+    def finish(self) -> None:
+        super().finish()
+        with self.server.lock:
+            self.server.closed += 1
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        with self.server.lock:
+            self.server.paths.append(self.path)
+            status, body, drop = (self.server.answers.pop(0) if self.server.answers
+                                  else (200, b'{"ok": true, "result": {"message_id": 1}}', False))
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        # A drop closes the connection without saying so (a keep-alive timeout, a restart):
+        # the client only finds out when it next takes the connection.
+        self.close_connection = drop
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def telegram() -> Iterator[FakeTelegram]:
+    server = FakeTelegram()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+def test_messages_share_one_kept_alive_connection(telegram: FakeTelegram) -> None:
+    api = BotApi(telegram.url, TOKEN)
+    assert [api.send_message(7, f"pesan {i}") for i in range(5)] == [1] * 5
+    assert telegram.connections == 1
+    assert telegram.paths == [f"/bot{TOKEN}/sendMessage"] * 5
+    api.close()
+
+
+def test_a_connection_the_server_dropped_is_replaced_before_use(
+        telegram: FakeTelegram) -> None:
+    api = BotApi(telegram.url, TOKEN)
+    telegram.answer(200, {"ok": True, "result": {"message_id": 11}}, drop=True)
+    assert api.send_message(7, "satu") == 11
+    wait_until(lambda: telegram.closed == 1, what="the server closing its side", timeout=10)
+    assert api.send_message(7, "dua") == 1  # not a failure: a new connection
+    assert telegram.connections == 2
+    api.close()
+
+
+def test_telegram_answers_become_the_exceptions_tasks_act_on(telegram: FakeTelegram) -> None:
+    api = BotApi(telegram.url, TOKEN)
+    telegram.answer(429, {"ok": False, "error_code": 429, "description": "Too Many Requests",
+                          "parameters": {"retry_after": 3}})
+    with pytest.raises(TelegramRetryAfter) as flood:
+        api.send_message(7, "x")
+    assert flood.value.retry_after == 3
+    telegram.answer(403, {"ok": False, "error_code": 403,
+                          "description": "Forbidden: bot was blocked by the user"})
+    with pytest.raises(TelegramForbidden):
+        api.send_message(7, "x")
+    telegram.answer(502, b"<html>Bad Gateway</html>")
+    with pytest.raises(TelegramUnavailable, match="HTTP 502"):
+        api.send_message(7, "x")
+    assert api.send_message(7, "x") == 1  # the connection still serves after each refusal
+    assert telegram.connections == 1
+    api.close()
+
+
+def test_an_unreachable_server_is_transient_and_the_token_stays_out_of_it() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    api = BotApi(f"http://127.0.0.1:{port}", TOKEN, timeout=5)
+    with pytest.raises(TelegramUnavailable) as failure:
+        api.send_message(7, "x")
+    assert "SECRET" not in str(failure.value) and "sendMessage" in str(failure.value)
