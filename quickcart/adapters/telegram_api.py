@@ -5,8 +5,10 @@ message) go over `json_http`'s kept-alive connections; uploads and downloads ove
 from __future__ import annotations
 
 import json
+import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -40,8 +42,10 @@ class BotApi:
                  transport: httpx.BaseTransport | None = None) -> None:
         self._url = f"{base_url.rstrip('/')}/bot{token}/"
         self._client = httpx.Client(timeout=timeout, transport=transport)
-        # A test transport stands in for the network: then every call goes through httpx.
-        self._json = JsonPoster(self._url, timeout) if transport is None else None
+        # A test transport stands in for the network, and a proxy in the environment is for
+        # httpx to honour (HTTPS_PROXY, NO_PROXY, …): then every call goes through httpx.
+        lean = transport is None and not _behind_proxy(self._url)
+        self._json = JsonPoster(self._url, timeout) if lean else None
 
     def __repr__(self) -> str:
         return "BotApi(<token hidden>)"
@@ -130,3 +134,13 @@ class BotApi:
                                          "caption": caption, "parse_mode": "HTML",
                                          "reply_markup": reply_markup})
 
+
+
+def _behind_proxy(url: str) -> bool:
+    """Whether the environment sends `url` through a proxy, as httpx reads it (`*_PROXY`,
+    less `NO_PROXY`)."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")

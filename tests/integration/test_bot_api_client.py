@@ -129,6 +129,24 @@ def test_telegram_answers_become_the_exceptions_tasks_act_on(telegram: FakeTeleg
     api.close()
 
 
+def test_a_proxy_in_the_environment_is_honoured(telegram: FakeTelegram,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shop behind HTTPS_PROXY (or ALL_PROXY) reaches Telegram through it, unless NO_PROXY
+    names the host: the calls then go through httpx, which reads those variables."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_proxy = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    monkeypatch.setenv("ALL_PROXY", dead_proxy)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(TelegramUnavailable):
+        BotApi(telegram.url, TOKEN, timeout=5).send_message(7, "lewat proxy")
+    assert telegram.connections == 0  # it went to the (dead) proxy, not straight to Telegram
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert BotApi(telegram.url, TOKEN, timeout=5).send_message(7, "langsung") == 1
+    assert telegram.connections == 1
+
+
 def test_an_unreachable_server_is_transient_and_the_token_stays_out_of_it() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
