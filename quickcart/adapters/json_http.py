@@ -1,9 +1,9 @@
 """JSON POSTs over kept-alive HTTP/1.1 connections, on the standard library's `http.client`.
 
-The Bot API client sends every message through this. httpx did the same at several times the
-CPU: its URL model, header and cookie handling, transport layers and h11 state machine cost
-about 1 ms a request in a notify worker, two thirds of delivering an order (docs/decisions.md,
-"Bot API messages on http.client"). Uploads and downloads, which are rare, stay on httpx.
+The Bot API client sends every message through this: 130 µs of CPU a request, where httpx (its
+URL model, header and cookie handling, transport layers and h11 state machine) took 385 µs
+(docs/decisions.md, "Bot API messages on http.client"). Uploads and downloads, which are rare,
+stay on httpx.
 """
 
 from __future__ import annotations

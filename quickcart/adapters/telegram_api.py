@@ -135,7 +135,6 @@ class BotApi:
                                          "reply_markup": reply_markup})
 
 
-
 def _behind_proxy(url: str) -> bool:
     """Whether the environment sends `url` through a proxy, as httpx reads it (`*_PROXY`,
     less `NO_PROXY`)."""
