@@ -42,9 +42,12 @@ class BotApi:
                  transport: httpx.BaseTransport | None = None) -> None:
         self._url = f"{base_url.rstrip('/')}/bot{token}/"
         self._client = httpx.Client(timeout=timeout, transport=transport)
-        # A test transport stands in for the network, and a proxy in the environment is for
-        # httpx to honour (HTTPS_PROXY, NO_PROXY, …): then every call goes through httpx.
-        lean = transport is None and not _behind_proxy(self._url)
+        # Every call goes through httpx when a test transport stands in for the network, when
+        # the environment names a proxy for httpx to honour (HTTPS_PROXY, NO_PROXY, …), or when
+        # the URL is not http(s): httpx then refuses each call as unavailable, as it always
+        # did, instead of a worker failing to start.
+        lean = (transport is None and urlsplit(self._url).scheme in ("http", "https")
+                and not _behind_proxy(self._url))
         self._json = JsonPoster(self._url, timeout) if lean else None
 
     def __repr__(self) -> str:
@@ -60,11 +63,13 @@ class BotApi:
              files: dict[str, tuple[str, bytes, str]] | None = None) -> Any:
         """POST one method; returns `result` or raises a TelegramError subclass."""
         try:
-            if files or self._json is None:
-                payload = {k: (json.dumps(v) if isinstance(v, dict | list) else v)
-                           for k, v in (data or {}).items() if v is not None}
-                response = (self._client.post(self._url + method, data=payload, files=files)
-                            if files else self._client.post(self._url + method, json=data or {}))
+            if files:
+                form = {k: (json.dumps(v) if isinstance(v, dict | list) else v)
+                        for k, v in (data or {}).items() if v is not None}
+                response = self._client.post(self._url + method, data=form, files=files)
+                status, raw = response.status_code, response.content
+            elif self._json is None:
+                response = self._client.post(self._url + method, json=data or {})
                 status, raw = response.status_code, response.content
             else:
                 status, raw = self._json.post(method, json.dumps(data or {}).encode())

@@ -147,6 +147,15 @@ def test_a_proxy_in_the_environment_is_honoured(telegram: FakeTelegram,
     assert telegram.connections == 1
 
 
+def test_a_base_url_without_a_scheme_fails_each_call_not_the_worker() -> None:
+    """A mistyped TELEGRAM_API_BASE_URL must not stop a worker from starting (it builds its
+    client before the first task): each call is refused as unavailable instead."""
+    api = BotApi("api.telegram.org", TOKEN)
+    with pytest.raises(TelegramUnavailable) as failure:
+        api.send_message(7, "x")
+    assert "SECRET" not in str(failure.value)
+
+
 def test_an_unreachable_server_is_transient_and_the_token_stays_out_of_it() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
