@@ -147,25 +147,33 @@ def test_paid_after_expiry_through_webhook_credits_balance(shop: Shop, api: str)
     product = shop.add_product(16, price=45000, units=1)
     user = shop.add_user(16000)
     order_id, invoice, payable = qris_order(shop, user, product)
-    shop.pakasir.post("/sandbox/faults/webhook/drop", json={"count": 1})
-    pay(shop, invoice)  # paid at the gateway; its webhook comes late (posted below)
-    with shop.main.begin() as conn:
-        conn.execute(text("UPDATE orders SET expires_at = now() - interval '1 second'"
-                          " WHERE id = :o"), {"o": order_id})
-    wait_until(lambda: shop.q("SELECT status FROM orders WHERE id = :o", o=order_id)
-               in ("expired", "paid"), what="expiry or reconciliation", timeout=90)
-    if shop.q("SELECT status FROM orders WHERE id = :o", o=order_id) == "paid":
-        pytest.skip("reconciliation confirmed before the expiry sweep: the race went the"
-                    " other (also correct) way")
+    # The gateway's API stays unreachable until the order has expired at the shop, so neither
+    # reconciliation nor the shop's cancel can reach it first: the events come in this order.
+    shop.pakasir.post("/sandbox/down", json={"status": 503})
+    try:
+        # The shopper pays at the gateway; its webhook is lost (it arrives late, below).
+        paid = shop.pakasir.post(f"/sandbox/transactions/{invoice}/mark-paid")
+        assert paid.status_code == 200 and paid.json()["status"] == "completed", paid.text
+        with shop.main.begin() as conn:
+            conn.execute(text("UPDATE orders SET expires_at = now() - interval '1 second'"
+                              " WHERE id = :o"), {"o": order_id})
+        shop.send("quickcart.expire", kind="order", id=order_id)
+        wait_until(lambda: shop.q("SELECT status FROM orders WHERE id = :o", o=order_id)
+                   == "expired", what="order expired", timeout=60)
+    finally:
+        shop.pakasir.post("/sandbox/up")
+    assert shop.q("SELECT count(*) FROM product_stocks WHERE product_id = :p"
+                  " AND order_id IS NULL", p=product) == 1
     late = {"amount": payable, "order_id": invoice, "project": PROJECT,
-                   "status": "completed", "payment_method": "qris",
-                   "completed_at": "2026-11-25T08:00:00+07:00"}
+            "status": "completed", "payment_method": "qris",
+            "completed_at": "2026-11-25T08:00:00+07:00"}
     for _ in range(3):
         httpx.post(api + "/webhooks/pakasir", json=late, timeout=10)
     wait_until(lambda: shop.q("SELECT account_balance FROM users WHERE id = :u", u=user),
                what="late payment credited", timeout=60)
     assert shop.q("SELECT account_balance FROM users WHERE id = :u", u=user) == payable
     assert shop.q("SELECT count(*) FROM balance_ledger WHERE reason = 'late_payment'") == 1
+    assert shop.q("SELECT status FROM orders WHERE id = :o", o=order_id) == "expired"
     assert_clean(shop)
 
 
