@@ -140,6 +140,16 @@ class Shop:
         """Enqueue a task exactly as the bot or API would."""
         self.client.send_task(task, kwargs=kwargs, queue=TASK_QUEUES.get(task, "default"))
 
+    def expire_now(self, order_id: int) -> None:
+        """Make the order due and expire it now, as the Redis set or the sweep would (waiting
+        for the 30 s sweep would race the 30 s reconciliation)."""
+        with self.main.begin() as conn:
+            conn.execute(text("UPDATE orders SET expires_at = now() - interval '1 second'"
+                              " WHERE id = :o"), {"o": order_id})
+        self.send("quickcart.expire", kind="order", id=order_id)
+        wait_until(lambda: self.q("SELECT status FROM orders WHERE id = :o", o=order_id)
+                   == "expired", what="order expired", timeout=60)
+
     def q(self, sql: str, **params: Any) -> Any:
         """One value from the main database."""
         with self.main.connect() as conn:

@@ -154,12 +154,7 @@ def test_paid_after_expiry_through_webhook_credits_balance(shop: Shop, api: str)
         # The shopper pays at the gateway; its webhook is lost (it arrives late, below).
         paid = shop.pakasir.post(f"/sandbox/transactions/{invoice}/mark-paid")
         assert paid.status_code == 200 and paid.json()["status"] == "completed", paid.text
-        with shop.main.begin() as conn:
-            conn.execute(text("UPDATE orders SET expires_at = now() - interval '1 second'"
-                              " WHERE id = :o"), {"o": order_id})
-        shop.send("quickcart.expire", kind="order", id=order_id)
-        wait_until(lambda: shop.q("SELECT status FROM orders WHERE id = :o", o=order_id)
-                   == "expired", what="order expired", timeout=60)
+        shop.expire_now(order_id)
     finally:
         shop.pakasir.post("/sandbox/up")
     assert shop.q("SELECT count(*) FROM product_stocks WHERE product_id = :p"
