@@ -3,6 +3,7 @@ PostgreSQL and Redis, the Telegram Bot API simulator and the Pakasir sandbox on 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -140,15 +141,34 @@ class Shop:
         """Enqueue a task exactly as the bot or API would."""
         self.client.send_task(task, kwargs=kwargs, queue=TASK_QUEUES.get(task, "default"))
 
-    def expire_now(self, order_id: int) -> None:
-        """Make the order due and expire it now, as the Redis set or the sweep would (waiting
-        for the 30 s sweep would race the 30 s reconciliation)."""
-        with self.main.begin() as conn:
-            conn.execute(text("UPDATE orders SET expires_at = now() - interval '1 second'"
-                              " WHERE id = :o"), {"o": order_id})
-        self.send("quickcart.expire", kind="order", id=order_id)
-        wait_until(lambda: self.q("SELECT status FROM orders WHERE id = :o", o=order_id)
-                   == "expired", what="order expired", timeout=60)
+    @contextlib.contextmanager
+    def gateway_down(self) -> Iterator[None]:
+        """The Pakasir sandbox's API answers 503 inside the block, and is back after it."""
+        self.pakasir.post("/sandbox/down", json={"status": 503})
+        try:
+            yield
+        finally:
+            self.pakasir.post("/sandbox/up")
+
+    def gateway_marks_paid(self, invoice: str) -> None:
+        """The shopper pays at the gateway, which sends no webhook for it ("webhook lost")."""
+        response = self.pakasir.post(f"/sandbox/transactions/{invoice}/mark-paid")
+        assert response.status_code == 200 and response.json()["status"] == "completed", \
+            response.text
+
+    def paid_at_gateway_then_expired(self, order_id: int, invoice: str) -> None:
+        """The shopper pays at the gateway, then the order expires at the shop, in that order:
+        the gateway's API is unreachable until the shop has expired the order, so neither
+        reconciliation nor the shop's gateway cancel comes first. The expiry runs now, as the
+        Redis set or the sweep would."""
+        with self.gateway_down():
+            self.gateway_marks_paid(invoice)
+            with self.main.begin() as conn:
+                conn.execute(text("UPDATE orders SET expires_at = now() - interval '1 second'"
+                                  " WHERE id = :o"), {"o": order_id})
+            self.send("quickcart.expire", kind="order", id=order_id)
+            wait_until(lambda: self.q("SELECT status FROM orders WHERE id = :o", o=order_id)
+                       == "expired", what="order expired", timeout=60)
 
     def q(self, sql: str, **params: Any) -> Any:
         """One value from the main database."""

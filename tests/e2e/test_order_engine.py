@@ -133,11 +133,6 @@ def _qris_order(shop: Shop, user: int, product: int) -> tuple[int, str]:
     return order_id, outcome["invoice_id"]
 
 
-def _gateway_marks_paid(shop: Shop, invoice: str) -> None:
-    response = shop.pakasir.post(f"/sandbox/transactions/{invoice}/mark-paid")
-    assert response.status_code < 400, response.text
-
-
 def test_confirmation_delivered_ten_times(shop: Shop) -> None:
     product = shop.add_product(4, price=25000, units=3)
     user = shop.add_user(4000)
@@ -151,7 +146,7 @@ def test_confirmation_delivered_ten_times(shop: Shop) -> None:
                timeout=30)
     assert shop.q("SELECT status FROM orders WHERE id = :o", o=order_id) == "pending"
 
-    _gateway_marks_paid(shop, invoice)
+    shop.gateway_marks_paid(invoice)
     for _ in range(10):
         shop.send("quickcart.confirm_payment", invoice_id=invoice)
     wait_until(lambda: shop.q("SELECT delivered_at FROM orders WHERE id = :o", o=order_id),
@@ -178,7 +173,7 @@ def test_worker_killed_while_confirming(shop: Shop) -> None:
     product = shop.add_product(5, price=30000, units=2)
     user = shop.add_user(5000)
     order_id, invoice = _qris_order(shop, user, product)
-    _gateway_marks_paid(shop, invoice)
+    shop.gateway_marks_paid(invoice)
     # The gateway answers slowly: the confirmation is mid-flight when the worker dies.
     shop.pakasir.post("/sandbox/faults/api", json={"latency_seconds": 3.0})
     shop.send("quickcart.confirm_payment", invoice_id=invoice)
@@ -203,9 +198,7 @@ def test_payment_after_expiry_is_credited(shop: Shop) -> None:
     user = shop.add_user(6000)
     order_id, invoice = _qris_order(shop, user, product)
     # The race: the shopper pays at the gateway, but our expiry runs before any confirmation.
-    _gateway_marks_paid(shop, invoice)
-    # Expired now: the 30 s reconciliation would otherwise find the gateway's payment first.
-    shop.expire_now(order_id)
+    shop.paid_at_gateway_then_expired(order_id, invoice)
     assert shop.q("SELECT count(*) FROM product_stocks WHERE order_id IS NULL") == 1
 
     for _ in range(3):

@@ -40,6 +40,12 @@ def pay(shop: Shop, invoice: str) -> None:
     assert response.status_code in (200, 303), response.text
 
 
+def completed_webhook(invoice: str, amount: int) -> dict[str, object]:
+    """The body Pakasir posts when a QRIS transaction completes."""
+    return {"amount": amount, "order_id": invoice, "project": PROJECT, "status": "completed",
+            "payment_method": "qris", "completed_at": "2026-11-25T08:00:00+07:00"}
+
+
 def webhooks_settled(shop: Shop) -> bool:
     return shop.pakasir.get("/sandbox/webhooks").json()["in_flight"] == 0
 
@@ -87,9 +93,7 @@ def test_forged_webhook_pays_nothing(shop: Shop, api: str) -> None:
     product = shop.add_product(13, price=20000, units=1)
     user = shop.add_user(13000)
     order_id, invoice, payable = qris_order(shop, user, product)
-    forged = {"amount": payable, "order_id": invoice, "project": PROJECT,
-              "status": "completed", "payment_method": "qris",
-              "completed_at": "2026-11-25T08:00:00+07:00"}
+    forged = completed_webhook(invoice, payable)
     response = httpx.post(api + "/webhooks/pakasir", json=forged, timeout=10)
     assert response.status_code == 200  # a hint, accepted for checking
     wait_until(lambda: shop.q("SELECT outcome FROM payment_events") == "not_paid",
@@ -103,9 +107,7 @@ def test_bad_webhooks_are_refused_and_change_nothing(shop: Shop, api: str) -> No
     product = shop.add_product(14, price=20000, units=1)
     user = shop.add_user(14000)
     _order_id, invoice, payable = qris_order(shop, user, product)
-    good = {"amount": payable, "order_id": invoice, "project": PROJECT,
-            "status": "completed", "payment_method": "qris",
-            "completed_at": "2026-11-25T08:00:00+07:00"}
+    good = completed_webhook(invoice, payable)
     cases = [
         ({**good, "order_id": "QC000000UNKNOWN"}, 404),
         ({**good, "project": "someone-else"}, 400),
@@ -147,21 +149,11 @@ def test_paid_after_expiry_through_webhook_credits_balance(shop: Shop, api: str)
     product = shop.add_product(16, price=45000, units=1)
     user = shop.add_user(16000)
     order_id, invoice, payable = qris_order(shop, user, product)
-    # The gateway's API stays unreachable until the order has expired at the shop, so neither
-    # reconciliation nor the shop's cancel can reach it first: the events come in this order.
-    shop.pakasir.post("/sandbox/down", json={"status": 503})
-    try:
-        # The shopper pays at the gateway; its webhook is lost (it arrives late, below).
-        paid = shop.pakasir.post(f"/sandbox/transactions/{invoice}/mark-paid")
-        assert paid.status_code == 200 and paid.json()["status"] == "completed", paid.text
-        shop.expire_now(order_id)
-    finally:
-        shop.pakasir.post("/sandbox/up")
+    # Paid at the gateway, its webhook lost (it arrives late, below); then the order expires.
+    shop.paid_at_gateway_then_expired(order_id, invoice)
     assert shop.q("SELECT count(*) FROM product_stocks WHERE product_id = :p"
                   " AND order_id IS NULL", p=product) == 1
-    late = {"amount": payable, "order_id": invoice, "project": PROJECT,
-            "status": "completed", "payment_method": "qris",
-            "completed_at": "2026-11-25T08:00:00+07:00"}
+    late = completed_webhook(invoice, payable)
     for _ in range(3):
         httpx.post(api + "/webhooks/pakasir", json=late, timeout=10)
     wait_until(lambda: shop.q("SELECT account_balance FROM users WHERE id = :u", u=user),
@@ -175,14 +167,11 @@ def test_paid_after_expiry_through_webhook_credits_balance(shop: Shop, api: str)
 def test_gateway_down_leaves_nothing_stuck(shop: Shop, api: str) -> None:
     product = shop.add_product(17, price=15000, units=1)
     user = shop.add_user(17000)
-    shop.pakasir.post("/sandbox/down", json={"status": 503})
-    try:
+    with shop.gateway_down():
         [outcome] = shop.wait_intents([buy(shop, user, product, method="qris")])
         order_id = outcome["order_id"]
         wait_until(lambda: shop.q("SELECT status FROM orders WHERE id = :o", o=order_id)
                    == "cancelled", what="order cancelled", timeout=60)
-    finally:
-        shop.pakasir.post("/sandbox/up")
     assert shop.q("SELECT count(*) FROM product_stocks WHERE order_id IS NULL") == 1
     wait_until(lambda: [c for c in shop.telegram.calls(method="sendMessage", chat_id=user)
                         if c["ok"] and "tidak tersedia" in c["params"]["text"]],
