@@ -6,17 +6,21 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
 
 from quickcart.config import MissingSettingError, Settings, get_settings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from quickcart.launcher import Supervisor
 
-# The local simulator's token: not a secret, it only works against the simulator.
-SIMULATOR_TOKEN = "123456789:SANDBOX-quickcart-local"  # noqa: S105
+
+from quickcart.golive import SIMULATOR_TOKEN, GoLiveRefused
 
 
 def _urls() -> tuple[str, str, str]:
@@ -80,25 +84,38 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
-    from quickcart.launcher import Supervisor
+    from quickcart.golive import live_services, refuse_demo_rows, should_seed_demo
+    from quickcart.launcher import Supervisor, flower_login
     from quickcart.services.demo import DEMO_ADMIN_ID, seed_demo
 
+    demo = should_seed_demo(settings, args.demo)  # before anything is written
     rc = cmd_migrate(argparse.Namespace(downgrade=None))
     main_url, audit_url, redis_url = _urls()
     from quickcart.db.engine import get_engine
 
-    if seed_demo(get_engine(main_url)):
+    if not demo:
+        refuse_demo_rows(get_engine(main_url), "quickcart up")
+        print(f"live shop ({', '.join(live_services(settings))} set): no demo data")
+    elif seed_demo(get_engine(main_url)):
         print("seeded the demo shop (4 products, voucher DEMO5000, admin 900001, shopper 900002)")
     env = {**os.environ, "DATABASE_URL": main_url, "AUDIT_DATABASE_URL": audit_url,
            "REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1"}
-    sup = Supervisor(env)
+    try:
+        login = flower_login(settings.data_dir, settings.flower_user, settings.flower_password)
+    except ValueError as exc:
+        print(f"quickcart up: {exc}", file=sys.stderr)
+        return 2
+    env.pop("FLOWER_PASSWORD", None)  # Flower alone gets its login (FLOWER_BASIC_AUTH)
+    sup = Supervisor(env, log_dir=settings.data_dir / "logs" if args.quiet else None,
+                     quiet=args.quiet)
     py = sys.executable
     urls: list[tuple[str, str]] = []
     if not settings.telegram_bot_token:
         port = args.telegram_port
+        admins = {*settings.admin_ids, *([DEMO_ADMIN_ID] if demo else [])}
         env.update(TELEGRAM_BOT_TOKEN=SIMULATOR_TOKEN,
                    TELEGRAM_API_BASE_URL=f"http://127.0.0.1:{port}",
-                   ADMIN_IDS=",".join(str(i) for i in {*settings.admin_ids, DEMO_ADMIN_ID}))
+                   ADMIN_IDS=",".join(str(i) for i in sorted(admins)))
         sup.start("telegram", [py, "-m", "sandbox.telegram", "--port", str(port),
                                "--token", env["TELEGRAM_BOT_TOKEN"]])
         urls.append(("web chat (Telegram simulator)", f"http://127.0.0.1:{port}/"))
@@ -111,32 +128,87 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
                               "--project", "quickcart-demo", "--api-key", "demo-key",
                               "--webhook-url", f"{api_url}/webhooks/pakasir"])
         urls.append(("Pakasir sandbox", f"http://127.0.0.1:{port}/"))
-    if not (settings.flower_user and settings.flower_password):
-        import secrets
-
-        env.update(FLOWER_USER="admin", FLOWER_PASSWORD=secrets.token_urlsafe(12))
-    celery = [py, "-m", "celery", "-A", "workers.app"]
-    sup.start("worker", [*celery, "worker", "-Q", "default,orders,expiry,audit,notify",
-                         "-c", "2", "-n", "main@%h", "-E", "-l", "info"])
-    sup.start("payments", [*celery, "worker", "-Q", "payments", "-c", "1",
-                           "-n", "payments@%h", "-E", "-l", "info"])
-    sup.start("bulk", [*celery, "worker", "-Q", "bulk", "-c", "1", "-n", "bulk@%h",
-                       "-E", "-l", "info"])
+    # `--quiet`: no banners (the summary below says what runs where).
+    celery = [py, "-m", "celery", "-A", "workers.app", "--quiet"]
+    workers = {"worker": ("default,orders,expiry,audit,notify", "2", "main@%h"),
+               "payments": ("payments", "1", "payments@%h"), "bulk": ("bulk", "1", "bulk@%h")}
+    for name, (queues, concurrency, hostname) in workers.items():
+        sup.start(name, [*celery, "worker", "-Q", queues, "-c", concurrency, "-n", hostname,
+                         "-E", "-l", "info"])
     sup.start("beat", [*celery, "beat", "-l", "info", "-s",
                        str(settings.data_dir / "celerybeat-schedule")])
     sup.start("api", [py, "-m", "uvicorn", "api.app:create_app", "--factory",
                       "--host", settings.api_host, "--port", str(settings.api_port)])
-    sup.start("flower", [*celery, "flower", f"--port={args.flower_port}",
-                         f"--basic-auth={env['FLOWER_USER']}:{env['FLOWER_PASSWORD']}"])
-    urls.append(("Flower", f"http://127.0.0.1:{args.flower_port}/ (user {env['FLOWER_USER']},"
-                           f" password {env['FLOWER_PASSWORD']})"))
+    flower_url = f"http://127.0.0.1:{args.flower_port}"
+    sup.start("flower", [*celery, "flower", f"--port={args.flower_port}"], env=login.env())
+    shown = (f"password {login.password}" if login.source != "FLOWER_PASSWORD"
+             else "password from FLOWER_PASSWORD")
+    urls.append(("Flower", f"{flower_url}/ (user {login.user}, {shown})"))
     urls.append(("webhook API", f"{api_url}/health"))
     if _module_exists("bot.app"):
         sup.start("bot", [py, "-m", "bot.app"])
+    if args.quiet:
+        sup.say("up", f"component logs: {settings.data_dir / 'logs'}/<component>.log")
+    for label, url in urls:
+        sup.say("up", f"{label}: {url}")
+    checks = _readiness_checks(urls, api_url, flower_url,
+                               [hostname for _, _, hostname in workers.values()])
+    threading.Thread(target=_announce_when_ready, args=(sup, urls, checks), daemon=True,
+                     name="up-ready").start()
+    return rc or sup.wait()
+
+
+#: How long `up` waits for every component to answer before it says which did not.
+READY_TIMEOUT_SECONDS = 180.0
+
+
+def _readiness_checks(urls: list[tuple[str, str]], api_url: str, flower_url: str,
+                      worker_names: list[str]) -> list[tuple[str, Callable[[], bool]]]:
+    """What "everything is healthy" means for `up`: the API's /health says ok, Flower and the
+    simulators answer, and every worker answers a ping."""
+    import functools
+    import subprocess
+
+    import httpx
+
+    def answers(url: str, ok: Callable[[int], bool] = lambda status: status < 500) -> bool:
+        return ok(httpx.get(url, timeout=5).status_code)
+
+    checks: list[tuple[str, Callable[[], bool]]] = [
+        ("webhook API", lambda: answers(f"{api_url}/health", lambda status: status == 200)),
+        ("Flower", lambda: answers(f"{flower_url}/healthcheck", lambda status: status == 200)),
+    ]
+    # The rest of the block: the simulators' pages.
+    checks += [(label, functools.partial(answers, url)) for label, url in urls
+               if label not in ("Flower", "webhook API")]
+
+    def workers_answer() -> bool:
+        # The core package never imports Celery: a child process pings (workers/ping.py).
+        done = subprocess.run([sys.executable, "-m", "workers.ping", *worker_names,
+                               "--timeout", "20"], capture_output=True, timeout=60,
+                              check=False)
+        return done.returncode == 0
+
+    checks.append(("workers", workers_answer))
+    return checks
+
+
+def _announce_when_ready(sup: Supervisor, urls: list[tuple[str, str]],
+                         checks: list[tuple[str, Callable[[], bool]]]) -> None:
+    """Print the URL block again once every component is healthy (start-up output has
+    scrolled it away by then), or say which components are not."""
+    waiting = sup.wait_ready(checks, timeout=READY_TIMEOUT_SECONDS)
+    if sup.stopping:
+        return
+    if waiting:
+        sup.warn(f"not healthy after {READY_TIMEOUT_SECONDS:.0f} s: {', '.join(waiting)}"
+                 " (the shop keeps running; see their logs)")
+        return
+    sup.say("up", "-" * 60)
     for label, url in urls:
         sup.say("up", f"{label}: {url}")
     sup.say("up", "QuickCart is up. Ctrl-C stops everything.")
-    return rc or sup.wait()
+    sup.say("up", "-" * 60)
 
 
 def _module_exists(name: str) -> bool:
@@ -145,10 +217,27 @@ def _module_exists(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
+ALL_QUEUES = "default,orders,payments,expiry,audit,notify,bulk"
+
+
+def worker_argv(queues: str, concurrency: int, hostname: str | None = None,
+                pool: str | None = None) -> list[str]:
+    """`celery worker` arguments for these queues. Without a hostname the node is named after
+    its queues (`orders-default@host`; `worker@host` for all of them), so workers of different
+    queues on one host have distinct names in Flower; same queues twice need `--hostname`."""
+    if not hostname:
+        names = [q.strip() for q in queues.split(",") if q.strip()]
+        label = "worker" if set(names) == set(ALL_QUEUES.split(",")) else "-".join(names)
+        hostname = f"{label}@%h"
+    argv = ["-A", "workers.app", "worker", "-Q", queues, "-n", hostname,
+            "-c", str(concurrency), "-E", "-l", "info"]
+    return [*argv, "-P", pool] if pool else argv
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     """One Celery worker for the given queues (payments apart from bulk in production)."""
-    return _exec_module("celery", ["-A", "workers.app", "worker", "-Q", args.queues,
-                                   "-c", str(args.concurrency), "-E", "-l", "info"])
+    return _exec_module("celery", worker_argv(args.queues, args.concurrency, args.hostname,
+                                              args.pool))
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
@@ -159,17 +248,32 @@ def cmd_beat(args: argparse.Namespace) -> int:
 
 
 def cmd_flower(args: argparse.Namespace) -> int:
-    """Flower with basic auth (FLOWER_USER / FLOWER_PASSWORD required)."""
+    """Flower with basic auth: FLOWER_USER / FLOWER_PASSWORD, else user `admin` and the
+    password kept in DATA_DIR/flower-password (generated once). The login reaches Flower in
+    its environment, never on its command line (which `ps` shows to everyone)."""
+    from quickcart.launcher import flower_login
+
     settings = get_settings()
-    settings.require("flower")
-    return _exec_module("celery", ["-A", "workers.app", "flower", f"--port={args.port}",
-                                   f"--basic-auth={settings.flower_user}:"
-                                   f"{settings.flower_password}"])
+    try:
+        login = flower_login(settings.data_dir, settings.flower_user, settings.flower_password)
+    except ValueError as exc:
+        print(f"quickcart flower: {exc}", file=sys.stderr)
+        return 2
+    if login.source != "FLOWER_PASSWORD":
+        print(f"Flower login: user {login.user}, password in {login.source}", file=sys.stderr)
+    os.environ.pop("FLOWER_PASSWORD", None)
+    os.environ.update(login.env())
+    return _exec_module("celery", ["-A", "workers.app", "flower", f"--port={args.port}"])
 
 
 def cmd_bot(args: argparse.Namespace) -> int:
     """The Telegram bot: long polling, or a webhook listener with `--webhook-url`."""
-    get_settings().require("bot")
+    from quickcart.golive import live_services, refuse_demo_rows
+
+    settings = get_settings()
+    settings.require("bot")
+    if live_services(settings):
+        refuse_demo_rows(_engines()[0], "quickcart bot")
     webhook = (["--webhook-url", args.webhook_url, "--listen", args.listen,
                 "--port", str(args.port)] if args.webhook_url else [])
     return _exec_module("bot.app", webhook)
@@ -194,6 +298,21 @@ def cmd_check(args: argparse.Namespace) -> int:
                               audit_grace_seconds=args.audit_grace)
     print(report.format())
     return 0 if report.ok else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """`demo purge`: delete the demo shop's rows in one audited transaction."""
+    from quickcart.services.demo import DemoInUse, purge_demo
+
+    main, _ = _engines()
+    try:
+        removed = purge_demo(main)
+    except DemoInUse as exc:
+        print(f"quickcart demo purge: refused, real data references the demo rows ({exc})",
+              file=sys.stderr)
+        return 1
+    print(f"removed {removed.describe()}" if removed else "no demo data found")
+    return 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -249,11 +368,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--telegram-port", type=int, default=8081)
     p.add_argument("--pakasir-port", type=int, default=8990)
     p.add_argument("--flower-port", type=int, default=5555)
+    p.add_argument("--quiet", action="store_true",
+                   help="console shows the summary and warnings only; each component logs"
+                        " to DATA_DIR/logs/<component>.log")
+    p.add_argument("--demo", action="store_true",
+                   help="seed the demo shop (simulators only; refused with live keys)")
     p.set_defaults(func=cmd_up)
 
+    p = sub.add_parser("demo", help="the demo shop's data: purge it before going live")
+    p.add_argument("action", choices=["purge"])
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("worker", help="a Celery worker")
-    p.add_argument("--queues", default="default,orders,payments,expiry,audit,notify,bulk")
-    p.add_argument("--concurrency", type=int, default=2)
+    p.add_argument("--queues", default=ALL_QUEUES)
+    p.add_argument("-n", "--hostname", help="node name as `celery worker -n` (%%h: this host);"
+                   " default: from the queues, e.g. payments@%%h, worker@%%h for all")
+    p.add_argument("-c", "--concurrency", type=int, default=2)
+    p.add_argument("-P", "--pool", choices=["prefork", "threads", "solo", "eventlet", "gevent"],
+                   help="pool implementation (celery's default: prefork)")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("beat", help="Celery beat (exactly one per deployment)")
@@ -304,8 +436,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except MissingSettingError as exc:
+    except (MissingSettingError, GoLiveRefused) as exc:
         print(str(exc), file=sys.stderr)
+        return 2
+    except ValidationError as exc:  # a malformed setting (e.g. DATABASE_URL): one line each
+        for error in exc.errors():
+            name = str(error["loc"][0]).upper() if error["loc"] else "setting"
+            print(f"quickcart: {name}: {error['msg'].removeprefix('Value error, ')}",
+                  file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

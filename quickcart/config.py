@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     audit_database_url: str | None = None
     redis_url: str | None = None
     broker_url: str | None = None
+    # Starts every Redis key the shop writes (its own and Celery's), so the shop can share a
+    # Redis database with other apps, or with a second shop under another prefix.
+    redis_key_prefix: str = "qc:"
 
     telegram_bot_token: str | None = None
     telegram_api_base_url: str = "https://api.telegram.org"
@@ -75,6 +78,14 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    @field_validator("database_url", "audit_database_url", mode="before")
+    @classmethod
+    def _postgres_url(cls, value: object) -> object:
+        """Accept every PostgreSQL tool's spelling (`postgresql://`, `postgres://`)."""
+        if isinstance(value, str) and value.strip():
+            return normalize_database_url(value.strip())
+        return None if isinstance(value, str) else value
+
     @field_validator("admin_ids", "admin_group_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
@@ -98,6 +109,31 @@ class Settings(BaseSettings):
     def effective_broker_url(self) -> str | None:
         """The Celery broker: BROKER_URL, else REDIS_URL."""
         return self.broker_url or self.redis_url
+
+
+# The driver the project ships (psycopg2). SQLAlchemy maps a bare `postgresql://` to psycopg 3,
+# which is not installed, and does not know the `postgres://` alias hosting platforms hand out.
+_PG_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg2://")
+PG_URL_EXAMPLE = "postgresql://user:password@host:5432/dbname"
+
+
+def normalize_database_url(url: str) -> str:
+    """`postgres://…` and `postgresql://…` as `postgresql+psycopg2://…`; anything that is not
+    a PostgreSQL URL with a host and a database is refused with one line saying why."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    scheme = url.split("://", 1)[0].lower() + "://" if "://" in url else ""
+    if scheme not in _PG_SCHEMES:
+        raise ValueError(f"not a PostgreSQL URL (expected {PG_URL_EXAMPLE})")
+    normalized = "postgresql+psycopg2://" + url.split("://", 1)[1]
+    try:
+        parsed = make_url(normalized)
+    except (ArgumentError, ValueError):
+        raise ValueError(f"cannot be parsed (expected {PG_URL_EXAMPLE})") from None
+    if not parsed.database or not (parsed.host or parsed.query.get("host")):
+        raise ValueError(f"needs a host and a database name (expected {PG_URL_EXAMPLE})")
+    return normalized
 
 
 @lru_cache(maxsize=1)

@@ -9,19 +9,68 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+import redis
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from quickcart.db.engine import dispose_engines
 from quickcart.db.migrate import migrate_all
 
+# Every Redis key this session writes (here, and in the workers, bots and APIs it starts: they
+# inherit the environment) starts with a prefix of its own, so sessions share Redis databases
+# with each other and with a running shop, and each deletes exactly its own keys at the end.
+# Set before anything reads the settings; a prefix from the caller's shell is overridden, so
+# that cleanup can never touch a shop's `qc:` keys.
+TEST_KEY_PREFIX = f"qct{os.getpid()}:"
+os.environ["REDIS_KEY_PREFIX"] = TEST_KEY_PREFIX
+# Keys under these prefixes belong to someone else: another test session, a running shop.
+_OTHER_OWNERS = re.compile(r"^(qct\d+:|qc:|qc-bench:)")
+
+
+def _glob(prefix: str) -> str:
+    """`prefix` as a SCAN MATCH pattern matching exactly the keys that start with it."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
+
+
+def delete_prefixed(url: str, prefix: str = TEST_KEY_PREFIX) -> int:
+    """Delete every key under `prefix` in the Redis database at `url`; how many were."""
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        keys = list(client.scan_iter(match=_glob(prefix), count=1000))
+        for start in range(0, len(keys), 500):
+            client.unlink(*keys[start:start + 500])
+        return len(keys)
+    finally:
+        client.close()
+
+
+def redis_keys(url: str) -> set[str]:
+    """Every key of the Redis database at `url` (SCAN, never KEYS)."""
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        return set(client.scan_iter(count=1000))
+    finally:
+        client.close()
+
+
+def assert_no_keys_left(url: str, before: set[str], prefix: str = TEST_KEY_PREFIX) -> None:
+    """Delete this session's keys (under `prefix`), then fail if the session left any key
+    without a prefix (one that is new since `before` and belongs to no other session or
+    shop): some write skipped REDIS_KEY_PREFIX."""
+    delete_prefixed(url, prefix)
+    left = sorted(k for k in redis_keys(url) - before if not _OTHER_OWNERS.match(k))
+    assert not left, (f"the tests left Redis keys without REDIS_KEY_PREFIX in {url}: "
+                      f"{left[:20]}")
+
+
 MAIN_TABLES = (
-    "audit_outbox, payment_events, outbox, idempotency_keys, sold_count_deltas, balance_ledger, "
+    "admin_grants, admin_pending_notices, audit_outbox, payment_events, outbox, idempotency_keys, sold_count_deltas, balance_ledger, "
     "deposits, "
     "voucher_usage_cooldown, vouchers, released_order_items, order_items, product_stocks, "
     "orders, products, users"
@@ -79,6 +128,7 @@ def _base_urls() -> tuple[str, str]:
 def test_urls() -> Iterator[TestUrls]:
     """Fresh main + audit databases for this session, migrated to head; dropped afterwards."""
     base_db, redis_url = _base_urls()
+    keys_before = redis_keys(redis_url)
     suffix = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
     main_url = make_url(base_db).set(database=f"qct_{suffix}_main")
     audit_url = make_url(base_db).set(database=f"qct_{suffix}_audit")
@@ -97,6 +147,7 @@ def test_urls() -> Iterator[TestUrls]:
         for name in (main_url.database, audit_url.database):
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.dispose()
+    assert_no_keys_left(redis_url, keys_before)
 
 
 @pytest.fixture(scope="session")

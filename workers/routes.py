@@ -32,6 +32,8 @@ TASK_QUEUES: dict[str, str] = {
     "quickcart.deliver_order": "notify",
     "quickcart.export_user": "notify",
     "quickcart.notify_admins": "notify",
+    "quickcart.refresh_bot_commands": "notify",
+    "quickcart.release_admin_notices": "notify",
     "quickcart.send_message": "notify",
     "quickcart.send_payment_qr": "notify",
     "quickcart.update_payment_qr": "notify",
@@ -61,5 +63,6 @@ TASK_QUEUES: dict[str, str] = {
     "quickcart.relay_outbox": "default",
     "quickcart.rollup_sold_counts": "default",
     "quickcart.set_language": "default",
+    "quickcart.sync_admins": "default",
     "quickcart.update_profile": "default",
 }

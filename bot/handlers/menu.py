@@ -34,6 +34,9 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     runtime = rt(context)
     who = viewer(context)
     await sessions.clear(context, who.user_id)
+    if who.role == "admin":
+        # Notices kept while Telegram did not know this admin's chat are sent now.
+        await runtime.enqueue("quickcart.release_admin_notices", chat_id=who.user_id)
     users, transactions = await runtime.call(catalog.shop_counts, runtime.engine,
                                               runtime.redis)
     await reply(update, t(context, "welcome", store_name=runtime.settings.store_name,

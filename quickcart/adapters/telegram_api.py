@@ -35,6 +35,10 @@ class TelegramUnavailable(TelegramError):
     """Network failure or a 5xx: transient."""
 
 
+class TelegramChatNotFound(TelegramError):
+    """400 "chat not found": the user never opened the bot (or the id is wrong)."""
+
+
 class BotApi:
     """Synchronous Bot API calls with Telegram's error semantics mapped to exceptions."""
 
@@ -94,6 +98,8 @@ class BotApi:
             raise TelegramForbidden(description)
         if code >= 500:
             raise TelegramUnavailable(description)
+        if code == 400 and "chat not found" in description.lower():
+            raise TelegramChatNotFound(f"{method}: {description}")
         raise TelegramError(f"{method}: {description}")
 
     def send_message(self, chat_id: int, text: str,

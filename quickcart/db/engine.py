@@ -7,6 +7,8 @@ import threading
 
 from sqlalchemy import Engine, create_engine
 
+from quickcart.config import normalize_database_url
+
 _engines: dict[tuple[int, str], Engine] = {}
 _lock = threading.Lock()
 
@@ -16,6 +18,8 @@ def get_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True) -> Engine
 
     `pre_ping=False` skips the liveness round trip on every checkout; only for callers that
     retry a whole unit of work when a pooled connection turns out dead (Celery tasks)."""
+    if not url.startswith("postgresql+"):  # postgres:// and postgresql:// as tools write them
+        url = normalize_database_url(url)
     key = (os.getpid(), url)
     with _lock:
         engine = _engines.get(key)

@@ -13,12 +13,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
+from quickcart.adapters.telegram_api import TelegramChatNotFound
 from quickcart.config import get_settings
 from quickcart.db import idempotency, outbox
 from quickcart.db.sql import run_alone, sql
 from quickcart.db.uow import unit_of_work
 from quickcart.messages import render
-from quickcart.services import delivery, topics
+from quickcart.services import admin_inbox, delivery, topics
 from quickcart.services.effects import Effects
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
@@ -66,6 +67,14 @@ def send_catalog_message(engine: Engine, messenger: Messenger, chat_id: int, key
         return False
     try:
         messenger.send_message(chat_id, render(key, language_of(engine, chat_id), **params))
+    except TelegramChatNotFound:
+        # An admin who has not opened the bot yet: the notice waits for their first contact
+        # (the once key stays claimed: the kept copy is the message now).
+        if admin_inbox.keep_notice(engine, chat_id, key, params, once_key):
+            return False
+        if once_key:
+            unclaim(engine, once_key)
+        raise
     except Exception:
         if once_key:
             unclaim(engine, once_key)

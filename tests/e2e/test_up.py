@@ -26,7 +26,8 @@ pytestmark = pytest.mark.slow
 class Up:
     """A `quickcart up` process and what it printed."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> None:
         self.ports = {name: free_port() for name in ("telegram", "pakasir", "flower", "api")}
         self.data_dir = tmp / "data"
         self.env = {
@@ -41,12 +42,13 @@ class Up:
         for name in ("DATABASE_URL", "AUDIT_DATABASE_URL", "REDIS_URL", "BROKER_URL",
                      "TELEGRAM_BOT_TOKEN", "PAKASIR_PROJECT", "PAKASIR_API_KEY"):
             self.env.pop(name, None)
+        self.env.update(env or {})
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "quickcart.cli", "up",
              "--telegram-port", str(self.ports["telegram"]),
              "--pakasir-port", str(self.ports["pakasir"]),
-             "--flower-port", str(self.ports["flower"])],
+             "--flower-port", str(self.ports["flower"]), *args],
             cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True, text=True,
         )
@@ -84,21 +86,26 @@ def up(tmp_path: Path) -> Iterator[Up]:
     try:
         yield runner
     finally:
-        if runner.proc.poll() is None:
-            # `up` starts each component in a session of its own, so killing its group would
-            # orphan them (after a failed assertion): stop it as Ctrl-C does, then kill
-            # whatever it left.
-            children = runner.descendants()
-            runner.proc.send_signal(signal.SIGINT)
-            try:
-                runner.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(runner.proc.pid, signal.SIGKILL)
-            for child in children:
-                with contextlib.suppress(psutil.Error):
-                    child.kill()
-        subprocess.run([sys.executable, "-m", "quickcart.cli", "services", "stop"], cwd=ROOT,
-                       env=runner.env, capture_output=True, timeout=60)
+        stop_up(runner)
+
+
+def stop_up(runner: Up) -> None:
+    """Stop `up` as Ctrl-C does and kill whatever it left; stop its embedded servers."""
+    if runner.proc.poll() is None:
+        # `up` starts each component in a session of its own, so killing its group would
+        # orphan them (after a failed assertion): stop it as Ctrl-C does, then kill
+        # whatever it left.
+        children = runner.descendants()
+        runner.proc.send_signal(signal.SIGINT)
+        try:
+            runner.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(runner.proc.pid, signal.SIGKILL)
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+    subprocess.run([sys.executable, "-m", "quickcart.cli", "services", "stop"], cwd=ROOT,
+                   env=runner.env, capture_output=True, timeout=60)
 
 
 def test_up_runs_the_whole_shop_and_ctrl_c_stops_it(up: Up) -> None:

@@ -8,10 +8,11 @@ from typing import Any
 from quickcart.adapters import redis_store
 from quickcart.domain.errors import ShopError
 from quickcart.messages import render
-from quickcart.services import account, notifications, registration
+from quickcart.services import account, admin_inbox, notifications, registration
 from workers import runtime
 from workers.app import app
 from workers.base import QuickCartTask
+from workers.publish import publish_committed_unsafe
 
 
 def reply(chat_id: int, key: str, once_key: str | None = None, **params: Any) -> bool:
@@ -42,8 +43,12 @@ def register_user(user_id: int, name: str, username: str | None = None,
                   language: str | None = None) -> dict[str, Any]:
     """First contact: create the user (idempotent: an existing row is returned)."""
     found = registration.register_user(runtime.engine(), user_id, name, username, language)
+    publish_committed_unsafe(found.outbox)  # an ADMIN_IDS admin's command menu
     if found.created:  # after the commit; best effort (the 60 s TTL bounds a lost delete)
-        redis_store.invalidate(runtime.redis_client(), redis_store.STATS_USERS_KEY)
+        redis_store.invalidate(runtime.redis_client(), redis_store.stats_users_key())
+    if found.created and found.member_status == "admin":
+        # An admin's first contact: the notices kept while their chat was unknown go now.
+        publish_committed_unsafe(admin_inbox.release_notices(runtime.engine(), user_id))
     return {"user_id": found.user_id, "created": found.created, "role": found.member_status}
 
 

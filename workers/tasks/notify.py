@@ -16,7 +16,7 @@ from quickcart.adapters.telegram_api import (
     TelegramUnavailable,
 )
 from quickcart.messages import render
-from quickcart.services import notifications
+from quickcart.services import admin_inbox, notifications
 from workers import runtime
 from workers.app import app
 from workers.base import QuickCartTask
@@ -54,6 +54,15 @@ def notify_admins(key: str, params: dict[str, Any], outbox_id: int | None = None
     copies = notifications.fan_out_to_admins(runtime.engine(), key, params, outbox_id)
     publish_committed_unsafe(copies)
     return len(copies)
+
+
+@app.task(base=QuickCartTask, name="quickcart.release_admin_notices")
+def release_admin_notices(chat_id: int) -> int:
+    """An admin opened the bot: send the notices kept while Telegram did not know their chat
+    (idempotent: the kept rows are deleted with the outbox rows that replace them)."""
+    messages = admin_inbox.release_notices(runtime.engine(), chat_id)
+    publish_committed_unsafe(messages)
+    return len(messages)
 
 
 @app.task(base=QuickCartTask, bind=True, name="quickcart.deliver_order")
