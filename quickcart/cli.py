@@ -98,6 +98,7 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
         print(f"live shop ({', '.join(live_services(settings))} set): no demo data")
     elif seed_demo(get_engine(main_url)):
         print("seeded the demo shop (4 products, voucher DEMO5000, admin 900001, shopper 900002)")
+    _say_admins_not_opened(get_engine(main_url))
     env = {**os.environ, "DATABASE_URL": main_url, "AUDIT_DATABASE_URL": audit_url,
            "REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1"}
     try:
@@ -297,7 +298,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     report = check_invariants(main, audit, delivery_grace_seconds=args.delivery_grace,
                               audit_grace_seconds=args.audit_grace)
     print(report.format())
+    _say_admins_not_opened(main)
     return 0 if report.ok else 1
+
+
+def _say_admins_not_opened(engine: Engine) -> None:
+    """Name the ADMIN_IDS Telegram cannot message yet (their notices wait for /start)."""
+    from quickcart.services.admin_inbox import admins_not_opened
+
+    waiting = admins_not_opened(engine)
+    if waiting:
+        print(f"admins who have not opened the bot yet: {', '.join(map(str, waiting))}"
+              " (Telegram cannot message them; their notices are kept until they send /start)")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

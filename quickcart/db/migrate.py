@@ -9,6 +9,8 @@ from alembic.config import Config
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from quickcart.config import normalize_database_url
+
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS = ("main", "audit")
 
@@ -17,13 +19,13 @@ def alembic_config(target: str, url: str) -> Config:
     """Alembic config for `target` ('main' or 'audit') pointed at `url`."""
     cfg = Config(str(ROOT / "alembic.ini"), ini_section=target)
     cfg.set_main_option("script_location", str(ROOT / "migrations" / target))
-    cfg.attributes["url"] = url
+    cfg.attributes["url"] = normalize_database_url(url)
     return cfg
 
 
 def ensure_database(url: str) -> bool:
     """Create the database named in `url` if missing; returns True when it was created."""
-    parsed = make_url(url)
+    parsed = make_url(normalize_database_url(url))
     name = parsed.database
     if not name:
         raise ValueError(f"database URL has no database name: {parsed.render_as_string()}")

@@ -23,6 +23,8 @@ from quickcart.embedded import (
     EmbeddedRedis,
     ServiceUrls,
     port_answers,
+    postgres,
+    process,
     resolve_service_urls,
     stop_embedded,
 )
@@ -59,7 +61,7 @@ def _postmaster_pid(pg: EmbeddedPostgres) -> int:
 
 
 def _gone(pid: int) -> bool:
-    return embedded._live_process(pid) is None
+    return process.live_process(pid) is None
 
 
 def _ancestor_modes(path: Path) -> dict[Path, int]:
@@ -92,7 +94,7 @@ def data_dirs(tmp_path: Path) -> Iterator[MakeDataDir]:
             stop_embedded(data)
         for directory in (pgdata, data / "redis"):
             if directory is not None and directory.exists():
-                for proc in embedded._processes_in(directory):
+                for proc in process.processes_in(directory):
                     with contextlib.suppress(Exception):
                         proc.kill()
         if pgdata is not None and embedded.EXTERNAL_PGDATA_ROOT in pgdata.parents:
@@ -167,7 +169,7 @@ def test_postgres_recovers_from_kill_9_and_private_parent(data_dirs: MakeDataDir
     pg = EmbeddedPostgres(data)
     pg.start()
     assert pg.pgdata is not None
-    if os.geteuid() == 0 and not embedded._can_reach(data.resolve(), embedded._pg_runner()):
+    if os.geteuid() == 0 and not postgres._can_reach(data.resolve(), postgres._pg_runner()):
         # Data folder under a 0700 parent: the cluster lives in a folder the system user owns.
         assert pg.pgdata == pg.external_pgdata_dir()
         assert pg.pgdata.parent.owner() == embedded.PG_SYSTEM_USER
