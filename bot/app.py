@@ -21,6 +21,7 @@ from telegram.ext import (
 
 from bot.gate import gate
 from bot.handlers import account, admin, catalog, menu, order
+from bot.handlers.help import help_command
 from bot.runtime import BotRuntime
 from quickcart.adapters import redis_store
 from quickcart.config import MissingSettingError, Settings, get_settings
@@ -40,6 +41,7 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
         .base_url(f"{base}/bot")
         .base_file_url(f"{base}/file/bot")
         .concurrent_updates(16)
+        .post_init(_apply_admin_ids)
         .build()
     )
     urls = service_urls()
@@ -54,6 +56,7 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     application.add_handler(CommandHandler("lang", account.lang_command))
     application.add_handler(CommandHandler("export", account.export_command))
     application.add_handler(CommandHandler("delete_me", account.delete_me_command))
+    application.add_handler(CommandHandler("help", help_command))
     for name in admin.COMMANDS:
         application.add_handler(CommandHandler(name, admin.command(name)))
     application.add_handler(MessageHandler(filters.COMMAND, menu.unknown_command))
@@ -66,6 +69,20 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     application.add_handler(CallbackQueryHandler(menu.on_menu_callback))
     application.add_error_handler(menu.on_error)
     return application
+
+
+async def _apply_admin_ids(application: Application) -> None:  # type: ignore[type-arg,unused-ignore]
+    """At start: a worker applies this process's ADMIN_IDS (admins promoted and demoted) and
+    sets the command menus. Handlers never write the database, so it is a task; a broker that
+    is down only delays it (logged), it does not stop the bot."""
+    runtime = application.bot_data["runtime"]
+    assert isinstance(runtime, BotRuntime)
+    try:
+        await runtime.enqueue("quickcart.sync_admins",
+                              admin_ids=list(runtime.settings.admin_ids))
+    except Exception:
+        log.warning("could not queue the ADMIN_IDS sync; admins and command menus are applied"
+                    " at the next start", exc_info=True)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:

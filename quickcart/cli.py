@@ -86,7 +86,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace, settings: Settings) -> int:
     from quickcart.golive import live_services, refuse_demo_rows, should_seed_demo
     from quickcart.launcher import Supervisor, flower_login
-    from quickcart.services.demo import DEMO_ADMIN_ID, seed_demo
+    from quickcart.services.demo import DEMO_ADMIN_ID, chat_users, seed_demo
 
     demo = should_seed_demo(settings, args.demo)  # before anything is written
     rc = cmd_migrate(argparse.Namespace(downgrade=None))
@@ -117,8 +117,11 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
         env.update(TELEGRAM_BOT_TOKEN=SIMULATOR_TOKEN,
                    TELEGRAM_API_BASE_URL=f"http://127.0.0.1:{port}",
                    ADMIN_IDS=",".join(str(i) for i in sorted(admins)))
+        # The shop's users (the demo's among them) are listed in the web chat page's sidebar.
+        known = [arg for uid, name, username in chat_users(get_engine(main_url))
+                 for arg in ("--user", f"{uid}:{name.replace(':', ' ')}:{username or ''}")]
         sup.start("telegram", [py, "-m", "sandbox.telegram", "--port", str(port),
-                               "--token", env["TELEGRAM_BOT_TOKEN"]])
+                               "--token", env["TELEGRAM_BOT_TOKEN"], *known])
         urls.append(("web chat (Telegram simulator)", f"http://127.0.0.1:{port}/"))
     api_url = f"http://{settings.api_host}:{settings.api_port}"
     if not settings.pakasir_project:

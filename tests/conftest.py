@@ -70,7 +70,8 @@ def assert_no_keys_left(url: str, before: set[str], prefix: str = TEST_KEY_PREFI
 
 
 MAIN_TABLES = (
-    "admin_grants, admin_pending_notices, audit_outbox, payment_events, outbox, idempotency_keys, sold_count_deltas, balance_ledger, "
+    "admin_grants, admin_pending_notices, audit_outbox, payment_events, outbox, idempotency_keys, "
+    "sold_count_deltas, balance_ledger, "
     "deposits, "
     "voucher_usage_cooldown, vouchers, released_order_items, order_items, product_stocks, "
     "orders, products, users"

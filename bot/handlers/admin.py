@@ -13,17 +13,19 @@ from telegram.ext import ContextTypes
 
 from bot import sessions
 from bot.handlers.catalog import reply
-from bot.runtime import intent_key, rt, t, viewer
+from bot.runtime import intent_key, lang, rt, t, viewer
+from quickcart import bot_commands
+from quickcart.services import admin as admin_service
 
-ROLE_COMMANDS = {"addreseller": "reseller", "rmress": "customer", "addadmin": "admin",
-                 "rmadmin": "customer"}
+# command → (the role it sets, the role the target must have first: /rmadmin demotes admins
+# only, /rmress resellers only; None = any).
+ROLE_COMMANDS: dict[str, tuple[str, str | None]] = {
+    "addreseller": ("reseller", None), "rmress": ("customer", "reseller"),
+    "addadmin": ("admin", None), "rmadmin": ("customer", "admin")}
 STOCK_SUFFIXES = (".txt", ".csv")
 # /editname, /editcat, /editprice, /editdesc → the product field they change.
 EDIT_COMMANDS = {"editname": "name", "editcat": "category", "editprice": "price",
                  "editdesc": "description"}
-USAGE_KEYS = frozenset({"add", "del", "priceress", "addstock", "editbalance", "giveaway",
-                        "broadcast", "delstock", "delallstock", "exportstock", "transfer", "pm",
-                        *EDIT_COMMANDS})
 
 
 class Usage(Exception):
@@ -68,8 +70,8 @@ def _amount(value: str) -> str:
 
 
 async def _usage(update: Update, context: ContextTypes.DEFAULT_TYPE, command: str) -> None:
-    key = f"usage.{command}" if command in USAGE_KEYS else "usage.user"
-    await reply(update, t(context, "admin.usage") + "\n" + t(context, key, command=command))
+    await reply(update, t(context, "admin.usage") + "\n"
+                + bot_commands.usage(command, lang(context)))
 
 
 async def _queued(update: Update, context: ContextTypes.DEFAULT_TYPE, task: str,
@@ -101,6 +103,11 @@ async def _dispatch(update: Update, context: ContextTypes.DEFAULT_TYPE, command:
         if len(args) != 1:
             raise Usage
         product_id = _int(args[0])
+        runtime = rt(context)
+        if not await runtime.call(admin_service.product_exists, runtime.engine, product_id):
+            # Said at once: the admin must not upload a file only to hear it then.
+            await reply(update, t(context, "error.product_not_found", product_id=product_id))
+            return
         await sessions.start(context, actor, "addstock", product_id=product_id)
         await reply(update, t(context, "admin.addstock_prompt", product_id=product_id))
         return
@@ -112,8 +119,9 @@ async def _dispatch(update: Update, context: ContextTypes.DEFAULT_TYPE, command:
     elif command in ROLE_COMMANDS:
         if len(args) != 1:
             raise Usage
+        role, from_role = ROLE_COMMANDS[command]
         await _queued(update, context, "quickcart.admin_set_role", actor_id=actor,
-                      user_id=_int(args[0]), role=ROLE_COMMANDS[command])
+                      user_id=_int(args[0]), role=role, from_role=from_role)
     elif command == "editbalance":
         if len(args) != 2:
             raise Usage
@@ -186,9 +194,8 @@ def command(name: str) -> Callable[[Update, ContextTypes.DEFAULT_TYPE],
     return handle
 
 
-COMMANDS = ("add", "del", "priceress", "addstock", "ban", "unban", "addreseller", "rmress",
-            "addadmin", "rmadmin", "editbalance", "giveaway", "stats", "info", "broadcast",
-            "delstock", "delallstock", "exportstock", "transfer", "pm", *EDIT_COMMANDS)
+# The command menu and /help list the same commands (quickcart/bot_commands.py).
+COMMANDS = bot_commands.ADMIN_COMMANDS
 
 
 async def on_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -22,7 +22,6 @@ from quickcart.db.locks import lock_user
 from quickcart.db.uow import UnitOfWork, unit_of_work
 from quickcart.domain.errors import ShopError
 from quickcart.domain.money import InvalidAmountError, rupiah
-from quickcart.domain.pricing import ROLES
 from quickcart.services import ledger
 from quickcart.services.stock_import import ImportResult, import_items
 
@@ -225,6 +224,16 @@ def deactivate_product(engine: Engine, actor_id: int, product_id: int) -> Produc
 
 # ------------------------------------------------------------------ stock
 
+def product_exists(engine: Engine, product_id: int) -> bool:
+    """Whether product `product_id` exists, active or not (/addstock asks before it waits for
+    a file); a read that locks nothing."""
+    if isinstance(product_id, bool) or not 0 < product_id <= MAX_PRODUCT_ID:
+        return False
+    with engine.connect() as conn:
+        return bool(conn.execute(text("SELECT 1 FROM products WHERE id = :p"),
+                                 {"p": product_id}).scalar())
+
+
 def add_stock_lines(
     engine: Engine, actor_id: int, product_id: int, lines: Iterable[str]
 ) -> ImportResult:
@@ -365,32 +374,13 @@ def lock_admins_and(session: Session, user_ids: Iterable[int]) -> list[Row[Any]]
 
 
 def set_role(engine: Engine, actor_id: int, user_id: int, role: str) -> UserView:
-    """Make a user customer, reseller or admin; refuses to demote the last admin.
+    """Make a user customer, reseller or admin (admin_rights.set_role: grants recorded, ADMIN_IDS
+    admins and the last admin kept); locks every admin row and the target."""
+    # Imported here: admin_rights builds on this module's admin check and locks.
+    from quickcart.services import admin_rights
 
-    Locks all admin rows and the target (lock_admins_and), so two admins demoting each other at
-    once cannot leave the shop without one. Idempotent: setting the current role is a no-op.
-    """
-    if role not in ROLES:
-        raise ShopError("invalid_role", role=role)
-    with _admin_work(engine, actor_id) as uow:
-        rows = {row.id: row for row in lock_admins_and(uow.session, (user_id, actor_id))}
-        actor = rows.get(actor_id)
-        if actor is None or actor.member_status != "admin":
-            raise ShopError("not_admin", actor_id=actor_id)
-        target = rows.get(user_id)
-        if target is None:
-            raise ShopError("user_not_found", user_id=user_id)
-        changed = target.member_status != role
-        if changed and target.member_status == "admin":
-            others = [r for r in rows.values() if r.member_status == "admin" and r.id != user_id
-                      and not r.is_banned and r.erased_at is None]
-            if not others:
-                raise ShopError("last_admin", user_id=user_id)
-        if changed:
-            uow.session.execute(text("UPDATE users SET member_status = :r WHERE id = :u"),
-                                {"r": role, "u": user_id})
-        uow.commit()
-    return UserView(user_id, role, target.is_banned, changed)
+    change = admin_rights.set_role(engine, actor_id, user_id, role)
+    return UserView(change.user_id, change.member_status, change.is_banned, change.changed)
 
 
 def adjust_balance(

@@ -64,6 +64,17 @@ def seed_demo(engine: Engine) -> bool:
     return True
 
 
+def chat_users(engine: Engine, limit: int = 50) -> list[tuple[int, str, str | None]]:
+    """The shop's users for the Telegram simulator to list in its web chat (id, name,
+    username): the demo users first, then the most recent ones (read only)."""
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT id, name, username FROM users WHERE erased_at IS NULL"
+            " ORDER BY id IN (:a, :s) DESC, created_at DESC LIMIT :n"),
+            {"a": DEMO_ADMIN_ID, "s": DEMO_SHOPPER_ID, "n": limit}).all()
+    return sorted((int(r.id), str(r.name), r.username) for r in rows)
+
+
 # ------------------------------------------------------------------ demo rows in a live shop
 # A demo user is recognised by its id *and* the bank id the seed gave it (registration never
 # changes a bank id), so a real Telegram user who happens to have id 900001 is not mistaken.

@@ -20,6 +20,7 @@ from quickcart.services.audit_verify import verify_audit_chain
 #: Tables whose changes the main DB captures into audit_outbox (migrations/main, 0001).
 AUDITED_TABLES = (
     "users", "products", "product_stocks", "orders", "order_items", "vouchers", "deposits",
+    "admin_grants",
 )
 
 # Each query yields one text column `detail`, one row per violation.

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from quickcart.config import get_settings
+from quickcart.db.outbox import OutboxMessage
 from quickcart.db.uow import unit_of_work
 from quickcart.domain.codes import new_bank_id
+from quickcart.services import admin_rights
+from quickcart.services.effects import Effects
 
 BANK_ID_ATTEMPTS = 20
 
@@ -24,6 +27,7 @@ class Registered:
     is_banned: bool
     language: str
     created: bool
+    outbox: list[OutboxMessage] = field(default_factory=list, compare=False)
 
 
 def register_user(
@@ -34,12 +38,14 @@ def register_user(
 
     Locks nothing up front: INSERT … ON CONFLICT makes concurrent first contacts of one user
     safe, and a bank_id collision (unique) is retried with a fresh random id in a savepoint.
+    An id in ADMIN_IDS becomes an 'env' admin (admin_rights; audited as the system), and its
+    command-menu refresh is returned in `outbox` for the caller to publish after commit.
     """
     settings = get_settings()
     name = (name or "").strip()[:255] or str(user_id)
     username = (username or "").strip()[:255] or None
     lang = language if language in ("id", "en") else settings.default_language
-    role = "admin" if user_id in settings.admin_ids else "customer"
+    env_admin = user_id in settings.admin_ids
     with unit_of_work(engine) as uow:
         uow.set_actor(user_id, "user")
         session = uow.session
@@ -60,7 +66,7 @@ def register_user(
                             " ON CONFLICT (id) DO NOTHING RETURNING id"
                         ),
                         {"id": user_id, "n": name, "u": username, "b": new_bank_id(),
-                         "r": role, "l": lang},
+                         "r": "customer", "l": lang},
                     ).scalar() is not None
                 break
             except IntegrityError as exc:
@@ -77,14 +83,19 @@ def register_user(
                 ),
                 {"id": user_id, "n": name, "u": username},
             )
-        if role == "admin":
-            session.execute(
-                text("UPDATE users SET member_status = 'admin' WHERE id = :id"
-                     " AND member_status <> 'admin'"), {"id": user_id})
+        effects = Effects(session)
+        if env_admin:
+            # Locked first (the name update above may have touched nothing), as the sync locks
+            # users before grants. The promotion is the system's doing (ADMIN_IDS), so it is
+            # audited as such, after the user's own creation of the row.
+            session.execute(text("SELECT 1 FROM users WHERE id = :id FOR UPDATE"),
+                            {"id": user_id})
+            uow.set_actor(None, "system", admin_rights.ENV_CONTEXT)
+            admin_rights.grant_env_admins(session, effects, [user_id])
         row = session.execute(
             text("SELECT bank_id, member_status, is_banned, language FROM users WHERE id = :id"),
             {"id": user_id},
         ).one()
         uow.commit()
     return Registered(user_id, row.bank_id, row.member_status, row.is_banned, row.language,
-                      created)
+                      created, effects.messages)

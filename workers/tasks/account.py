@@ -7,6 +7,7 @@ from typing import Any
 
 from quickcart.adapters import redis_store
 from quickcart.domain.errors import ShopError
+from quickcart.i18n import N_
 from quickcart.messages import render
 from quickcart.services import account, admin_inbox, notifications, registration
 from workers import runtime
@@ -80,7 +81,7 @@ def contact_admins(user_id: int, name: str, text: str, idempotency_key: str) -> 
             engine, runtime.messenger(), chat_id, "admin.user_message",
             {"user_id": user_id, "name": name, "text": text},
             once_key=f"{idempotency_key}:admin:{chat_id}")
-    reply(user_id, "contact.sent", once_key=f"{idempotency_key}:ack")
+    reply(user_id, N_("contact.sent"), once_key=f"{idempotency_key}:ack")
     return len(chats)
 
 
@@ -128,5 +129,5 @@ def erase_user(user_id: int, idempotency_key: str) -> dict[str, Any]:
     while ship_audit_batch(engine, runtime.audit_engine(), limit=1000) >= 1000:
         pass
     blanked = account.anonymise_audit(runtime.audit_engine(), user_id)
-    reply(user_id, "account.deleted", once_key=f"{idempotency_key}:done")
+    reply(user_id, N_("account.deleted"), once_key=f"{idempotency_key}:done")
     return {"changed": changed, "audit_rows": blanked}
