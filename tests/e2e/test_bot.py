@@ -3,6 +3,7 @@ simulator, real Celery workers, real PostgreSQL and Redis, the Pakasir sandbox."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -27,11 +28,19 @@ Message = dict[str, Any]
 @pytest.fixture()
 def bot(shop: Shop) -> Iterator[subprocess.Popen[bytes]]:
     """The bot as its own process, polling the simulator; stopped at the end of the test."""
+    with bot_with(shop) as proc:
+        yield proc
+
+
+@contextlib.contextmanager
+def bot_with(shop: Shop, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """The bot as its own process with extra environment (e.g. its ADMIN_IDS), polling."""
     since = shop.telegram.last_call_seq()
     log_path = shop.tmp / "bot.log"
     with log_path.open("ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "bot.app"], cwd=ROOT, env=shop.env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen([sys.executable, "-m", "bot.app"], cwd=ROOT,
+                                env={**shop.env, **env}, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
         def polling() -> bool:
             if proc.poll() is not None:

@@ -7,10 +7,6 @@ admins' chats; /help answers each role; /addstock of an unknown product says so 
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-import sys
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,34 +14,14 @@ import pytest
 
 from tests.e2e import test_bot as base
 from tests.e2e.conftest import Shop
-from tests.e2e.test_bot import content, last_id, make_admin, said
-from tests.support import ROOT, wait_until
+from tests.e2e.test_bot import bot_with, content, last_id, make_admin, said
+from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
 
 bot = base.bot  # the same bot-process fixture as tests/e2e/test_bot.py
 
 UNKNOWN = "Perintah tidak dikenal"
-
-
-@contextlib.contextmanager
-def bot_with(shop: Shop, **env: str) -> Iterator[subprocess.Popen[bytes]]:
-    """The bot as its own process with extra environment (e.g. its ADMIN_IDS), polling."""
-    since = shop.telegram.last_call_seq()
-    log_path = shop.tmp / "bot-admin-rights.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "bot.app"], cwd=ROOT,
-                                env={**shop.env, **env}, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        def polling() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError("bot died:\n" + log_path.read_text(errors="replace"))
-            return bool(shop.telegram.calls(method="getUpdates", since=since))
-        wait_until(polling, what="bot polling", timeout=60)
-        yield proc
-    finally:
-        base.stop(proc)
 
 
 def my_commands(shop: Shop, chat_id: int | None = None) -> list[str]:
