@@ -91,9 +91,10 @@ def account(lang: str) -> InlineKeyboardMarkup:
 
 
 def languages() -> InlineKeyboardMarkup:
-    """Bahasa Indonesia / English."""
-    return InlineKeyboardMarkup([[InlineKeyboardButton("🇮🇩 Indonesia", callback_data="a:lang:id"),
-                                  InlineKeyboardButton("🇬🇧 English", callback_data="a:lang:en")]])
+    """Bahasa Indonesia / English: each language named in its own catalog."""
+    return InlineKeyboardMarkup([[
+        InlineKeyboardButton(render("language.name", code), callback_data=f"a:lang:{code}")
+        for code in LANGUAGES]])
 
 
 def skip(lang: str, data: str) -> InlineKeyboardMarkup:

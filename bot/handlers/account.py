@@ -11,13 +11,13 @@ from telegram.ext import ContextTypes
 from bot import keyboards, sessions
 from bot.handlers.catalog import reply
 from bot.runtime import intent_key, rt, t, viewer
+from quickcart.i18n import N_, format_datetime
 from quickcart.messages import render
 from quickcart.services import account
-from quickcart.services.notifications import format_time
 
 ONBOARDING = ("name", "whatsapp_number", "email")
-PROMPTS = {"name": "onboarding.name", "whatsapp_number": "onboarding.whatsapp",
-           "email": "onboarding.email"}
+PROMPTS = {"name": N_("onboarding.name"), "whatsapp_number": N_("onboarding.whatsapp"),
+           "email": N_("onboarding.email")}
 
 
 async def show_profile(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -42,8 +42,7 @@ async def show_history(update: Update, context: ContextTypes.DEFAULT_TYPE, page:
     pages = max(1, -(-total // account.HISTORY_PAGE))
     text = [t(context, "account.history", page=page + 1, pages=pages), ""]
     text += [t(context, "account.history_line", invoice_id=h.invoice_id, status=h.status,
-               total=str(h.total), date=h.created_at.strftime("%d/%m/%Y ") + format_time(
-                   h.created_at)) for h in lines]
+               total=str(h.total), date=format_datetime(h.created_at)) for h in lines]
     rows = [[keyboards.button(who.language, "button.resend", f"a:rs:{h.order_id}",
                               invoice_id=h.invoice_id)] for h in lines if h.status == "paid"]
     rows.append(keyboards.pager(who.language, "a:hist", page, pages))

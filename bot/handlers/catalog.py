@@ -9,6 +9,7 @@ from telegram.ext import ContextTypes
 from bot import keyboards
 from bot.runtime import rt, t, viewer
 from quickcart.adapters import redis_store
+from quickcart.i18n import N_
 from quickcart.services import catalog
 
 
@@ -72,8 +73,8 @@ async def show_list(update: Update, context: ContextTypes.DEFAULT_TYPE, kind: st
     if not cards:
         await reply(update, t(context, "catalog.empty"), keyboards.main_menu(who.language))
         return
-    title_key = {"all": "catalog.all_products", "best": "catalog.best_sellers",
-                 "cat": "catalog.category"}[kind]
+    title_key = {"all": N_("catalog.all_products"), "best": N_("catalog.best_sellers"),
+                 "cat": N_("catalog.category")}[kind]
     lines = [t(context, title_key, category=category or "", page=page + 1, pages=pages), ""]
     lines += [t(context, "catalog.line", product_id=c.product_id, name=c.name,
                 price=str(c.price), stock=c.stock) for c in cards]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal, InvalidOperation, localcontext
+
+from babel.numbers import format_currency
 
 ZERO = Decimal("0")
 QRIS_FEE_RATE = Decimal("0.007")
@@ -49,10 +51,17 @@ def qris_fee(amount: Decimal) -> Decimal:
 
 
 def format_idr(amount: Decimal) -> str:
-    """Render as Indonesians write it: Rp12.500."""
-    whole = int(amount.to_integral_value())
-    sign = "-" if whole < 0 else ""
-    return f"{sign}Rp{abs(whole):,}".replace(",", ".")
+    """Render as Indonesians write it (CLDR's id_ID rupiah, whole rupiah): Rp12.500."""
+    if not amount.is_finite():
+        raise ValueError(f"not an amount: {amount!r}")
+    # Rounded here (half-even, as before) and shown without decimals; `or ZERO` drops the
+    # sign of a negative zero, which Babel would print as -Rp0.
+    whole = amount.to_integral_value() or ZERO
+    with localcontext() as ctx:
+        # Babel quantizes in the current context: room for every digit of a huge amount.
+        ctx.prec = max(ctx.prec, whole.adjusted() + 2)
+        return format_currency(whole, "IDR", format="¤#,##0", locale="id_ID",
+                               currency_digits=False)
 
 
 def as_text(amount: Decimal | int) -> str:

@@ -7,9 +7,7 @@ send fails, so a retry or a duplicate publish does not repeat a message that wen
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
@@ -18,11 +16,10 @@ from quickcart.config import get_settings
 from quickcart.db import idempotency, outbox
 from quickcart.db.sql import run_alone, sql
 from quickcart.db.uow import unit_of_work
+from quickcart.i18n import format_time  # Jakarta clock times, for the workers too
 from quickcart.messages import render
 from quickcart.services import admin_inbox, delivery, topics
 from quickcart.services.effects import Effects
-
-JAKARTA = ZoneInfo("Asia/Jakarta")
 
 
 class Messenger(Protocol):
@@ -141,11 +138,6 @@ def admin_chat_ids(engine: Engine) -> list[int]:
         ids = set(conn.execute(sql(
             "SELECT id FROM users WHERE member_status = 'admin' AND NOT is_banned")).scalars())
     return sorted(ids | set(settings.admin_ids)) + list(settings.admin_group_ids)
-
-
-def format_time(value: datetime) -> str:
-    """Times are shown in Jakarta time, as shoppers read the clock."""
-    return value.astimezone(JAKARTA).strftime("%H:%M WIB")
 
 
 def payment_qr_view(engine: Engine, kind: str, row_id: int) -> dict[str, Any] | None:

@@ -19,6 +19,7 @@ from quickcart.domain.codes import new_invoice_id
 from quickcart.domain.errors import ShopError
 from quickcart.domain.money import ZERO, as_text
 from quickcart.domain.pricing import PAYMENT_METHODS, Bill, make_bill, unit_price
+from quickcart.i18n import N_
 from quickcart.services import topics, vouchers
 from quickcart.services.effects import Effects
 from quickcart.services.ledger import checked_move_statements
@@ -334,9 +335,9 @@ def expire_order(engine: Engine, order_id: int, status: str = "expired",
             return Outcome({"status": "pending", "changed": False, "due": order.expires_at})
         effects = Effects(session)
         release_order(session, effects, order, status)
-        key = {"expired": "order.expired", "cancelled": "order.cancelled"}[status]
+        key = {"expired": N_("order.expired"), "cancelled": N_("order.cancelled")}[status]
         if reason == "gateway_unavailable":
-            key = "error.payments_unavailable"
+            key = N_("error.payments_unavailable")
         effects.message(order.user_id, key, invoice_id=order.invoice_id)
         uow.commit()
         return Outcome({"status": status, "changed": True, "invoice_id": order.invoice_id},

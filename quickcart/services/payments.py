@@ -22,6 +22,7 @@ from quickcart.db.uow import unit_of_work
 from quickcart.domain.codes import new_invoice_id
 from quickcart.domain.errors import ShopError
 from quickcart.domain.money import qris_fee, rupiah
+from quickcart.i18n import N_
 from quickcart.services import orders, topics
 from quickcart.services.effects import Effects
 from quickcart.services.ledger import ledger_has, move_balance
@@ -313,7 +314,7 @@ def expire_deposit(engine: Engine, deposit_id: int, status: str = "expired",
         if dep.payment_number is not None:
             effects.add(topics.CANCEL_GATEWAY, {"invoice_id": dep.invoice_id,
                                                 "amount": str(dep.amount)})
-        key = "error.payments_unavailable" if reason == "gateway_unavailable" else \
+        key = N_("error.payments_unavailable") if reason == "gateway_unavailable" else \
             f"deposit.{status}"
         effects.message(dep.user_id, key, invoice_id=dep.invoice_id)
         uow.commit()
