@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,8 +35,8 @@ from telegram.ext import (
     filters,
 )
 
-from sandbox.serving import ServedApp, wait_until
-from sandbox.telegram import TelegramSimulator
+from sandbox.serving import ServedApp, free_port, wait_until
+from sandbox.telegram import KnownUser, TelegramSimulator, build_parser
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -696,3 +699,109 @@ def test_webhook_pushes_updates_with_the_secret_and_retries_until_accepted(
     finally:
         httpx.post(f"{sim.base_url}/bot{sim.token}/deleteWebhook")
         served.stop()
+
+
+# --------------------------------------------------------------------------- users the shop knows
+def test_known_users_are_listed_from_the_start_and_kept_across_reset() -> None:
+    """`users=` (the handle's `--user`): listed before they write, reachable by the bot (the
+    shop knows them because they wrote to it once), and listed again after a reset."""
+    known = ["900001:Admin Demo:admin_demo", KnownUser(900002, "Budi Demo")]
+    with TelegramSimulator(users=known) as sim, \
+            httpx.Client(base_url=sim.base_url, timeout=15.0) as client:
+        listed = client.get("/sandbox/users").json()
+        assert listed == [
+            {"id": 900001, "is_bot": False, "first_name": "Admin", "last_name": "Demo",
+             "username": "admin_demo", "language_code": "en"},
+            {"id": 900002, "is_bot": False, "first_name": "Budi", "last_name": "Demo",
+             "language_code": "en"},
+        ]
+        sent = call(client, sim, "sendMessage", json={"chat_id": 900001, "text": "Pesanan baru"})
+        assert sent.status_code == 200
+        assert client.get("/sandbox/chats/900001/transcript").json()["opened"] is True
+
+        client.post("/sandbox/reset")
+        assert [u["id"] for u in client.get("/sandbox/users").json()] == [900001, 900002]
+        assert client.get("/sandbox/chats/900001/transcript").json()["messages"] == []
+        sim.reset(keep_known_users=False)
+        assert sim.users() == []
+
+
+def test_a_user_who_never_wrote_is_not_reachable_until_they_do(
+        sim: TelegramSimulator, client: httpx.Client) -> None:
+    """`opened: false`: as on Telegram, the bot gets "chat not found" for a user who never
+    wrote to it, until they send something (e.g. /start)."""
+    made = client.post("/sandbox/users", json={"id": 900005, "first_name": "Sari",
+                                               "opened": False})
+    assert made.status_code == 200
+    assert client.get("/sandbox/chats/900005/transcript").json()["opened"] is False
+    for method in ("sendMessage", "getChat"):
+        refused = call(client, sim, method, json={"chat_id": 900005, "text": "hai"})
+        assert refused.status_code == 400
+        assert refused.json()["description"] == "Bad Request: chat not found"
+
+    sim.send_command(900005, "start")
+    assert call(client, sim, "sendMessage",
+                json={"chat_id": 900005, "text": "hai"}).status_code == 200
+    assert client.get("/sandbox/chats/900005/transcript").json()["opened"] is True
+
+
+def test_known_users_endpoint_and_bad_ids(sim: TelegramSimulator, client: httpx.Client) -> None:
+    """`POST /sandbox/known-users` does what `--user` does; ids that are not ids get a 400 that
+    names the problem, and nothing is created."""
+    made = client.post("/sandbox/known-users", json={"users": ["900003:Sari Demo:@sari"]})
+    assert made.status_code == 200
+    assert made.json() == [{"id": 900003, "is_bot": False, "first_name": "Sari",
+                            "last_name": "Demo", "username": "sari", "language_code": "en"}]
+    assert call(client, sim, "sendMessage", json={"chat_id": 900003, "text": "x"}).json()["ok"]
+
+    bad = [
+        client.post("/sandbox/known-users", json={"users": ["abc:Nobody"]}),
+        client.post("/sandbox/known-users", json={"users": ["900004"]}),
+        client.post("/sandbox/known-users", json={"users": "900004:Solo"}),
+        client.post("/sandbox/users", json={"id": "abc", "first_name": "X"}),
+        client.post("/sandbox/users", json={"id": -5, "first_name": "X"}),
+    ]
+    assert [r.status_code for r in bad] == [400] * 5
+    assert bad[0].json()["detail"] == "user id must be a positive whole number, got 'abc'"
+    assert "ID:NAME" in bad[1].json()["detail"]
+    assert [u["id"] for u in client.get("/sandbox/users").json()] == [900003]
+
+
+def test_user_option_of_the_command_line(tmp_path: Path) -> None:
+    """`python -m sandbox.telegram --user ID:NAME ...` as the launcher runs it; a malformed
+    `--user` is refused with one line naming it."""
+    parsed = build_parser().parse_args(["--user", "900001:Admin Demo", "--user", "7:Ana:",
+                                        "--user", "8::"])
+    assert parsed.user == [KnownUser(900001, "Admin Demo"), KnownUser(7, "Ana"),
+                           KnownUser(8, "User 8")]  # Telegram needs a first name
+
+    bad = subprocess.run([sys.executable, "-m", "sandbox.telegram", "--user", "Budi"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1] == (
+        "python -m sandbox.telegram: error: argument --user: expected ID:NAME or "
+        "ID:NAME:USERNAME (e.g. 900002:Budi Demo), got 'Budi'")
+
+    port = free_port()
+    log = (tmp_path / "sim.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.telegram", "--port", str(port),
+         "--user", "900001:Admin Demo:admin_demo", "--user", "900002:Budi Demo:budi_demo"],
+        stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def listed() -> list[Any] | None:
+            if proc.poll() is not None:
+                raise AssertionError((tmp_path / "sim.log").read_text())
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/sandbox/users", timeout=2).json()
+            except httpx.HTTPError:
+                return None
+
+        users = wait_until(listed, what="the simulator's users", timeout=30)
+        assert [(u["id"], u["first_name"], u.get("last_name"), u.get("username"))
+                for u in users] == [(900001, "Admin", "Demo", "admin_demo"),
+                                    (900002, "Budi", "Demo", "budi_demo")]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        log.close()
