@@ -80,7 +80,7 @@ def run(size: int, as_json: bool) -> Report:
         # Another shopper buys something else now: the delivery queues behind whatever of the
         # sale's "sold out" notices the notify worker has not sent yet.
         assert stack.redis is not None
-        notices_queued = int(stack.redis.llen("notify"))
+        notices_queued = int(stack.redis.llen(stack.key("notify")))
         late_key = intent_key("late")
         late_sent = time.time()
         stack.send("quickcart.create_order", user_id=late_user, product_id=LATE_PRODUCT,

@@ -28,6 +28,8 @@ from workers import push
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "quickcart-bench"
 API_KEY = "bench-secret-key"
+# "0" switches the Telegram simulator's flood limits off (`quickcart bench --no-telegram-limits`).
+TELEGRAM_LIMITS_ENV = "BENCH_TELEGRAM_LIMITS"
 TASK_QUEUES = {
     "quickcart.create_order": "orders",
     "quickcart.cancel_order": "orders",
@@ -134,6 +136,7 @@ class Stack:
         self.pakasir_app: ServedApp | None = None
         self.pakasir: httpx.Client | None = None
         self.client: Celery | None = None
+        self.key_prefix = ""
         self.api_url = ""
         self.env: dict[str, str] = {}
         self._dbs: list[str] = []
@@ -155,10 +158,13 @@ class Stack:
         self.close()
 
     def _open(self) -> None:
+        from quickcart.config import get_settings
         from quickcart.db.migrate import migrate_all
         from quickcart.db.urls import service_urls
 
         urls = service_urls()
+        # The shop's keys under this process' REDIS_KEY_PREFIX (default `qc:`), passed on below.
+        self.key_prefix = get_settings().redis_key_prefix
         base = make_url(urls.database_url)
         tag = f"{self.name.replace('-', '_')}_{uuid.uuid4().hex[:6]}"
         self.server_url = base.set(database="postgres").render_as_string(hide_password=False)
@@ -177,13 +183,17 @@ class Stack:
         # rich, about a tenth of a second of CPU that lands inside whatever is measured.
         env.update({
             "DATABASE_URL": self.main_url, "AUDIT_DATABASE_URL": self.audit_url,
-            "REDIS_URL": self.redis_url, "LOG_JSON": "true", "LOG_LEVEL": "WARNING",
+            "REDIS_URL": self.redis_url, "REDIS_KEY_PREFIX": self.key_prefix,
+            "LOG_JSON": "true", "LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(ROOT),
         })
         if self.want_telegram:
             from sandbox.telegram import TelegramSimulator
 
             self.telegram = TelegramSimulator().start()
+            # Telegram's flood limits (429 with retry_after) on, unless `--no-telegram-limits`.
+            if os.environ.get(TELEGRAM_LIMITS_ENV, "1") != "0":
+                self.telegram.set_rate_limit(True)
             env.update({"TELEGRAM_BOT_TOKEN": self.telegram.token,
                         "TELEGRAM_API_BASE_URL": self.telegram.base_url})
         if self.want_pakasir:
@@ -195,6 +205,8 @@ class Stack:
                         "PAKASIR_API_KEY": API_KEY, "PAKASIR_TIMEOUT_SECONDS": "10"})
         self.env = env
         self.client = Celery(broker=self.redis_url)
+        # Queues, events and remote control where the workers (celeryconfig) have them.
+        self.client.conf.broker_transport_options = {"global_keyprefix": self.key_prefix}
 
     def close(self) -> None:
         """Stop every process and server, drop the databases and the Redis DB's keys."""
@@ -316,8 +328,9 @@ class Stack:
 
     def push(self, queue: str, messages: list[str]) -> None:
         """Put built messages on `queue` in one pipeline, in order."""
-        assert self.redis is not None
-        push.push_unsafe(self.redis, [(queue, message) for message in messages])
+        assert self.redis is not None and self.client is not None
+        push.push_unsafe(self.redis, [(push.queue_key(self.client, queue), message)
+                                      for message in messages])
 
     def send_many(self, task: str, kwargs_list: list[dict[str, Any]]) -> list[str]:
         """Enqueue many intents at once, built as `send` builds them and pushed in one
@@ -326,6 +339,10 @@ class Stack:
         queue, ids, messages = self.build_messages(task, kwargs_list)
         self.push(queue, messages)
         return ids
+
+    def key(self, name: str) -> str:
+        """The Redis key of key or queue name `name` (under the shop's REDIS_KEY_PREFIX)."""
+        return self.key_prefix + name
 
     def q(self, sql: str, **params: Any) -> Any:
         assert self.main is not None

@@ -30,7 +30,8 @@ def run(size: int, as_json: bool) -> Report:
 
         def backlog() -> int:
             assert stack.redis is not None
-            return int(stack.redis.llen("orders")) + int(stack.redis.hlen("unacked"))
+            return (int(stack.redis.llen(stack.key("orders")))
+                    + int(stack.redis.hlen(stack.key("unacked"))))
 
         while True:
             queued = backlog()

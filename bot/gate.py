@@ -62,7 +62,8 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             await _tell(update, render("error.generic"))
             raise ApplicationHandlerStop
     if found.is_banned:
-        first = await runtime.call(redis_store.once, runtime.redis, f"banned_notice:{user.id}",
+        first = await runtime.call(redis_store.once, runtime.redis,
+                                   redis_store.prefixed(f"banned_notice:{user.id}"),
                                    24 * 3600)
         if first:
             await _tell(update, render("error.user_banned", found.language))

@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     telegram_bot_token: str | None = None
     telegram_api_base_url: str = "https://api.telegram.org"
     telegram_webhook_secret: str | None = None
+    # Bot API send limits, shared by every notify worker through Redis (Telegram publishes no
+    # exact figures; these are the commonly used ones). A send waits in its worker at most
+    # `telegram_send_max_wait_seconds`; a longer wait goes back to the queue as a retry.
+    telegram_rate_per_second: int = 30
+    telegram_rate_per_chat_per_second: int = 1
+    telegram_rate_per_group_per_minute: int = 20
+    telegram_send_max_wait_seconds: float = 2.0
 
     pakasir_base_url: str = "https://app.pakasir.com"
     pakasir_project: str | None = None
@@ -52,6 +59,8 @@ class Settings(BaseSettings):
     reconcile_after_seconds: int = 60
 
     store_name: str = "QuickCart"
+    # The welcome message's "Dokumentasi: Baca Disini" link (omitted when unset).
+    documentation_url: str | None = None
     default_language: str = "id"
     order_expiry_minutes: int = 10
     # Admins get one sales summary per this many seconds (orders paid, created, expired).

@@ -53,15 +53,17 @@ class QuickCartTask(Task):
             # Only a message that came back (its worker died, or its ack was lost) is counted:
             # the first delivery costs no Redis round trip, and it is the +1.
             try:
-                seen = 1 + redis_store.incr_with_ttl(runtime.redis_client(),
-                                                     f"delivery:{task_id}", 24 * 3600)
+                seen = 1 + redis_store.incr_with_ttl(
+                    runtime.redis_client(), redis_store.prefixed(f"delivery:{task_id}"),
+                    24 * 3600)
             except redis.RedisError:
                 seen = 1  # counting is a safeguard; Redis trouble must not stop the work
             if seen > MAX_DELIVERIES + self.request.retries:
                 log.error("task %s %s delivered %s times: parked as poison", self.name,
                           task_id, seen)
                 with contextlib.suppress(redis.RedisError):
-                    runtime.redis_client().rpush(DEAD_LETTER_KEY, f"{self.name}:{task_id}")
+                    runtime.redis_client().rpush(redis_store.prefixed(DEAD_LETTER_KEY),
+                                                 f"{self.name}:{task_id}")
                 return {"status": "poison", "deliveries": seen}
         try:
             return self.run(*args, **kwargs)

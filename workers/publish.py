@@ -18,7 +18,7 @@ def _built(messages: Sequence[outbox.OutboxMessage]) -> list[tuple[str, str]]:
     # Flower but is unique per publish: a redelivery keeps it (the poison counter counts those),
     # while outbox ids that start again (a restored database) never inherit old counts.
     return [
-        (message.queue, push.build(
+        (push.list_key(app, message.queue, message.topic), push.build(
             app, message.topic, {**message.payload, "outbox_id": message.id}, message.queue,
             task_id=f"outbox-{message.id}-{uuid.uuid4().hex[:12]}",
             headers={"correlation_id": message.correlation_id}
@@ -54,13 +54,13 @@ BROKER_MARK = "quickcart:broker:mark"
 def broker_lost_queues_unsafe() -> bool:
     """Whether the broker's mark is missing: it restarted empty (or is new) since
     `mark_broker_unsafe`, so every message it held is gone."""
-    return not runtime.broker_client().exists(BROKER_MARK)
+    return not runtime.broker_client().exists(redis_store.prefixed(BROKER_MARK))
 
 
 def mark_broker_unsafe() -> None:
     """Set the mark, once what only the broker held has been re-queued (a re-queue that failed
     leaves it unset, so the next relay tries again)."""
-    runtime.broker_client().set(BROKER_MARK, "1")
+    runtime.broker_client().set(redis_store.prefixed(BROKER_MARK), "1")
 
 
 def relay_pending_unsafe(min_age_seconds: float = 2.0, limit: int = 500) -> int:

@@ -1,4 +1,10 @@
-"""Redis keys of the seed's patterns that the workers use (the bot adds sessions and caches)."""
+"""Redis keys of the seed's patterns that the workers use (the bot adds sessions and caches).
+
+Every key the shop writes starts with REDIS_KEY_PREFIX (default `qc:`), so the shop can share
+a Redis database with other apps. The data contract's patterns and the `*_KEY` constants are
+key *names*; `prefixed(name)` is their Redis key. The builders here (`session_key`,
+`stock_count_key`, ...) return Redis keys, and every function taking a `key` takes one.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,14 @@ from typing import Any
 
 import redis
 
+from quickcart.config import get_settings
+
 EXPIRY_KEY = "queue:payment_expiry"
+
+
+def prefixed(name: str) -> str:
+    """The Redis key of the key name `name`: REDIS_KEY_PREFIX + name."""
+    return get_settings().redis_key_prefix + name
 
 
 def client(url: str) -> redis.Redis:
@@ -21,14 +34,15 @@ def client(url: str) -> redis.Redis:
 
 def schedule_expiry(r: redis.Redis, kind: str, row_id: int, at: float) -> None:
     """Put `kind:id` on the expiry set, due at unix time `at` (re-adding is harmless)."""
-    r.zadd(EXPIRY_KEY, {f"{kind}:{row_id}": at})
+    r.zadd(prefixed(EXPIRY_KEY), {f"{kind}:{row_id}": at})
 
 
 def due_expiries(
     r: redis.Redis, now: float | None = None, limit: int = 200
 ) -> list[tuple[str, int]]:
     """Members due by `now`, oldest first, as (kind, id)."""
-    members = r.zrangebyscore(EXPIRY_KEY, "-inf", now or time.time(), start=0, num=limit)
+    members = r.zrangebyscore(prefixed(EXPIRY_KEY), "-inf", now or time.time(), start=0,
+                              num=limit)
     due = []
     for member in members:
         kind, _, raw_id = str(member).partition(":")
@@ -39,7 +53,7 @@ def due_expiries(
 
 def forget_expiry(r: redis.Redis, kind: str, row_id: int) -> None:
     """Drop a member once its row was expired or settled."""
-    r.zrem(EXPIRY_KEY, f"{kind}:{row_id}")
+    r.zrem(prefixed(EXPIRY_KEY), f"{kind}:{row_id}")
 
 
 def incr_with_ttl(r: redis.Redis, key: str, ttl_seconds: int) -> int:
@@ -58,7 +72,7 @@ SESSION_TTL_SECONDS = 24 * 3600
 
 def session_key(user_id: int) -> str:
     """The Redis key of a user's multi-step session."""
-    return f"session:{user_id}"
+    return prefixed(f"session:{user_id}")
 
 
 def session_get(r: redis.Redis, user_id: int) -> dict[str, Any] | None:
@@ -132,7 +146,12 @@ def rate_hit(r: redis.Redis, user_id: int, action: str, window_seconds: int = 60
     Unlike incr_with_ttl the TTL is armed only by the first hit, so a user who keeps sending
     is let through again when the window ends (a sliding TTL would lock them out for good).
     """
-    return int(r.eval(_FIXED_WINDOW, 1, f"rate:{user_id}:{action}", window_seconds))
+    return int(r.eval(_FIXED_WINDOW, 1, rate_key(user_id, action), window_seconds))
+
+
+def rate_key(user_id: int, action: str) -> str:
+    """The Redis key of `user_id`'s rate-limit window for `action`."""
+    return prefixed(f"rate:{user_id}:{action}")
 
 
 def once(r: redis.Redis, key: str, ttl_seconds: int) -> bool:
@@ -149,13 +168,21 @@ def once(r: redis.Redis, key: str, ttl_seconds: int) -> bool:
 STOCK_COUNT_TTL_SECONDS = 30
 STATS_TTL_SECONDS = 60
 PAGINATION_TTL_SECONDS = 10 * 60
-STATS_USERS_KEY = "stats:total_users"
-STATS_TRANSACTIONS_KEY = "stats:total_transactions"
+
+
+def stats_users_key() -> str:
+    """`stats:total_users`: the number of registered users (the welcome message's)."""
+    return prefixed("stats:total_users")
+
+
+def stats_transactions_key() -> str:
+    """`stats:total_transactions`: the number of paid orders (the welcome message's)."""
+    return prefixed("stats:total_transactions")
 
 
 def stock_count_key(product_id: int) -> str:
     """`stock_count:{product_id}`: the product's free units (not sold, in no order)."""
-    return f"stock_count:{product_id}"
+    return prefixed(f"stock_count:{product_id}")
 
 
 def cache_get_int(r: redis.Redis, key: str) -> int | None:
@@ -206,7 +233,7 @@ def invalidate_stock_counts(r: redis.Redis, product_ids: Iterable[int],
 
 def pagination_key(user_id: int, context: str) -> str:
     """`pagination:{user_id}:{context}`: a list the user is paging through."""
-    return f"pagination:{user_id}:{context}"
+    return prefixed(f"pagination:{user_id}:{context}")
 
 
 def pagination_store(r: redis.Redis, user_id: int, context: str, items: list[Any],

@@ -10,12 +10,13 @@ import redis
 from sqlalchemy import Engine, Row, text
 
 from quickcart.adapters import redis_store
-from quickcart.domain.pricing import unit_price
+from quickcart.services import discounts as catalog_discounts
 
 PAGE_SIZE = 8
 
 _FREE = ("(SELECT count(*) FROM product_stocks s WHERE s.product_id = p.id"
          " AND NOT s.is_sold AND s.order_id IS NULL)")
+_DISCOUNTS = catalog_discounts.DISCOUNTS_JSON
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class ProductCard:
     price: Decimal
     stock: int
     sold: int
+    #: The undiscounted price when a discount applies (shown struck through), else None.
+    original_price: Decimal | None = None
 
 
 def shop_counts(engine: Engine, r: redis.Redis | None = None) -> tuple[int, int]:
@@ -38,8 +41,8 @@ def shop_counts(engine: Engine, r: redis.Redis | None = None) -> tuple[int, int]
     registration and payment tasks delete them after their commit).
     """
     if r is not None:
-        users = redis_store.cache_get_int(r, redis_store.STATS_USERS_KEY)
-        paid = redis_store.cache_get_int(r, redis_store.STATS_TRANSACTIONS_KEY)
+        users = redis_store.cache_get_int(r, redis_store.stats_users_key())
+        paid = redis_store.cache_get_int(r, redis_store.stats_transactions_key())
         if users is not None and paid is not None:
             return users, paid
     with engine.connect() as conn:
@@ -47,9 +50,9 @@ def shop_counts(engine: Engine, r: redis.Redis | None = None) -> tuple[int, int]
             "SELECT (SELECT count(*) FROM users WHERE erased_at IS NULL) AS users,"
             " (SELECT count(*) FROM orders WHERE status = 'paid') AS paid")).one()
     if r is not None:
-        redis_store.cache_set_int(r, redis_store.STATS_USERS_KEY, int(row.users),
+        redis_store.cache_set_int(r, redis_store.stats_users_key(), int(row.users),
                                   redis_store.STATS_TTL_SECONDS)
-        redis_store.cache_set_int(r, redis_store.STATS_TRANSACTIONS_KEY, int(row.paid),
+        redis_store.cache_set_int(r, redis_store.stats_transactions_key(), int(row.paid),
                                   redis_store.STATS_TTL_SECONDS)
     return int(row.users), int(row.paid)
 
@@ -100,7 +103,8 @@ def list_products(engine: Engine, role: str, *, category: str | None = None,
         total = int(conn.execute(text(f"SELECT count(*) FROM products p WHERE {where}"),
                                  {"c": category}).scalar_one())
         rows = conn.execute(text(
-            f"SELECT p.*, {_FREE} AS stock FROM products p WHERE {where}"
+            f"SELECT p.*, {_FREE} AS stock, {_DISCOUNTS} AS discounts FROM products p"
+            f" WHERE {where}"
             f" ORDER BY {order} LIMIT :n OFFSET :o"),
             {"c": category, "n": page_size, "o": max(page, 0) * page_size}).all()
     return [_card(r, role) for r in rows], total
@@ -124,7 +128,7 @@ def cards(engine: Engine, product_ids: list[int], role: str) -> list[ProductCard
         return []
     with engine.connect() as conn:
         rows = conn.execute(text(
-            f"SELECT p.*, {_FREE} AS stock FROM products p"
+            f"SELECT p.*, {_FREE} AS stock, {_DISCOUNTS} AS discounts FROM products p"
             " WHERE p.is_active AND p.id = ANY(:ids)"), {"ids": ids}).all()
     by_id = {int(r.id): _card(r, role) for r in rows}
     return [by_id[i] for i in ids if i in by_id]
@@ -140,7 +144,8 @@ def product(engine: Engine, product_id: int, role: str,
               if r is not None else None)
     free = "CAST(:cached AS bigint)" if cached is not None else _FREE
     with engine.connect() as conn:
-        row = conn.execute(text(f"SELECT p.*, {free} AS stock FROM products p"
+        row = conn.execute(text(f"SELECT p.*, {free} AS stock, {_DISCOUNTS} AS discounts"
+                                " FROM products p"
                                 " WHERE p.id = :p AND p.is_active"),
                            {"p": product_id, "cached": cached}).first()
     if row is not None and r is not None and cached is None:
@@ -149,12 +154,13 @@ def product(engine: Engine, product_id: int, role: str,
     return None if row is None else _card(row, role)
 
 
-def in_stock_ids(engine: Engine, limit: int = 12) -> list[int]:
-    """Ids of active products with free units (the reply keyboard's shortcuts)."""
+def in_stock_ids(engine: Engine, limit: int = 24) -> list[int]:
+    """Ids of active products with free units (the reply keyboard's shortcuts), ascending;
+    when more than `limit` are in stock, the `limit` best sellers among them."""
     with engine.connect() as conn:
-        return [int(i) for i in conn.execute(text(
+        return sorted(int(i) for i in conn.execute(text(
             f"SELECT p.id FROM products p WHERE p.is_active AND {_FREE} > 0"
-            " ORDER BY p.id LIMIT :n"), {"n": limit}).scalars()]
+            " ORDER BY p.sold_count DESC, p.id LIMIT :n"), {"n": limit}).scalars())
 
 
 def stock_overview(engine: Engine) -> list[tuple[int, str, int]]:
@@ -166,7 +172,10 @@ def stock_overview(engine: Engine) -> list[tuple[int, str, int]]:
 
 
 def _card(r: Row[Any], role: str) -> ProductCard:
+    # THE unit price (domain/pricing.product_price) with the product's running discounts.
+    price = catalog_discounts.product_price(r, role)
     return ProductCard(
         product_id=int(r.id), name=str(r.name), category=str(r.category),
-        description=r.description, price=unit_price(role, r.customer_price, r.reseller_price),
+        description=r.description,
+        price=price.price, original_price=price.original if price.discounted else None,
         stock=int(r.stock), sold=int(r.sold_count))

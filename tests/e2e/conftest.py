@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from celery import Celery
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -28,7 +27,14 @@ from quickcart.services.ledger import move_balance
 from quickcart.services.registration import register_user
 from sandbox.pakasir import create_app as create_pakasir_app
 from sandbox.telegram import TelegramSimulator
-from tests.conftest import TestUrls, empty_databases
+from tests.conftest import (
+    TEST_KEY_PREFIX,
+    TestUrls,
+    assert_no_keys_left,
+    delete_prefixed,
+    empty_databases,
+    redis_keys,
+)
 from tests.support import ROOT, CeleryProcess, ServedApp, free_port, wait_until
 
 PROJECT = "quickcart-e2e"
@@ -47,15 +53,19 @@ TASK_QUEUES = {
 class Shop:
     """Handles on every moving part of a running shop, for tests to drive and observe."""
 
-    def __init__(self, urls: TestUrls, tmp: Path, main: Engine, audit: Engine) -> None:
+    def __init__(self, urls: TestUrls, tmp: Path, main: Engine, audit: Engine,
+                 key_prefix: str = TEST_KEY_PREFIX) -> None:
         self.urls = urls
         self.main = main
         self.audit = audit
         self.tmp = tmp
-        # Its own Redis database per test session: two sessions on one machine (a developer and
-        # CI) must never consume each other's tasks.
+        # Its own Redis database per test session, and its own key prefix (REDIS_KEY_PREFIX):
+        # two sessions on one machine (a developer and CI) must never consume each other's
+        # tasks, nor delete each other's keys.
         self.redis_url = urls.redis_url.rsplit("/", 1)[0] + f"/{1 + os.getpid() % 15}"
-        redis.Redis.from_url(self.redis_url).flushdb()
+        self.key_prefix = key_prefix
+        delete_prefixed(self.redis_url, key_prefix)
+        self.keys_before = redis_keys(self.redis_url)
         self.telegram = TelegramSimulator().start()
         self.pakasir_app = ServedApp(create_pakasir_app(PROJECT, API_KEY, webhook_url=None))
         self.pakasir = httpx.Client(base_url=self.pakasir_app.url, timeout=10)
@@ -64,6 +74,7 @@ class Shop:
             "DATABASE_URL": urls.database_url,
             "AUDIT_DATABASE_URL": urls.audit_database_url,
             "REDIS_URL": self.redis_url,
+            "REDIS_KEY_PREFIX": key_prefix,
             "TELEGRAM_BOT_TOKEN": self.telegram.token,
             "TELEGRAM_API_BASE_URL": self.telegram.base_url,
             "PAKASIR_BASE_URL": self.pakasir_app.url,
@@ -78,6 +89,7 @@ class Shop:
             "LOG_JSON": "false",
         }
         self.client = Celery(broker=self.redis_url)
+        self.client.conf.broker_transport_options = {"global_keyprefix": key_prefix}
         self.api: subprocess.Popen[bytes] | None = None
         self.api_url = ""
         self.worker = self._worker("w1")
@@ -170,6 +182,10 @@ class Shop:
             wait_until(lambda: self.q("SELECT status FROM orders WHERE id = :o", o=order_id)
                        == "expired", what="order expired", timeout=60)
 
+    def key(self, name: str) -> str:
+        """The Redis key of key or queue name `name` in this shop (its REDIS_KEY_PREFIX)."""
+        return self.key_prefix + name
+
     def q(self, sql: str, **params: Any) -> Any:
         """One value from the main database."""
         with self.main.connect() as conn:
@@ -228,20 +244,23 @@ class Shop:
         self.pakasir_app.stop()
 
 
-@pytest.fixture(scope="package")
-def shop_session(test_urls: TestUrls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
-    """One running shop for the e2e tests, on databases of its own: its beat and workers must
-    never touch the databases other tests use, and they stop when the e2e package ends."""
+@contextlib.contextmanager
+def running_e2e_shop(test_urls: TestUrls, tmp: Path, *, redis_url: str | None = None,
+                 key_prefix: str = TEST_KEY_PREFIX) -> Iterator[Shop]:
+    """A running shop (worker and beat started) on databases of its own, using `redis_url`
+    (else the session's Redis) under `key_prefix`; stopped and dropped afterwards, with its
+    keys deleted and a check that it left none without the prefix."""
     base = make_url(test_urls.database_url)
     tag = uuid.uuid4().hex[:6]
     main_url = base.set(database=f"qct_e2e_{tag}_main").render_as_string(hide_password=False)
     audit_url = base.set(database=f"qct_e2e_{tag}_audit").render_as_string(hide_password=False)
     migrate_all(main_url, audit_url)
-    urls = dataclasses.replace(test_urls, database_url=main_url, audit_database_url=audit_url)
+    urls = dataclasses.replace(test_urls, database_url=main_url, audit_database_url=audit_url,
+                               redis_url=redis_url or test_urls.redis_url)
     # pre_ping: a test may terminate backends (to copy the database); the pool must notice.
     main = create_engine(main_url, pool_size=10, pool_pre_ping=True)
     audit = create_engine(audit_url, pool_pre_ping=True)
-    shop = Shop(urls, tmp_path_factory.mktemp("shop"), main, audit)
+    shop = Shop(urls, tmp, main, audit, key_prefix=key_prefix)
     try:
         shop.start_worker()
         shop.beat.start()
@@ -256,13 +275,23 @@ def shop_session(test_urls: TestUrls, tmp_path_factory: pytest.TempPathFactory) 
                 conn.exec_driver_sql(
                     f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
         admin.dispose()
+        delete_prefixed(shop.redis_url, key_prefix)
+    assert_no_keys_left(shop.redis_url, shop.keys_before, key_prefix)
+
+
+@pytest.fixture(scope="package")
+def shop_session(test_urls: TestUrls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+    """One running shop for the e2e tests, on databases of its own: its beat and workers must
+    never touch the databases other tests use, and they stop when the e2e package ends."""
+    with running_e2e_shop(test_urls, tmp_path_factory.mktemp("shop")) as shop:
+        yield shop
 
 
 @pytest.fixture()
 def shop(shop_session: Shop) -> Shop:
     """The running shop with empty databases, a fresh simulator and sandbox state."""
     empty_databases(shop_session.main, shop_session.audit)
-    redis.Redis.from_url(shop_session.redis_url).flushdb()
+    delete_prefixed(shop_session.redis_url, shop_session.key_prefix)
     shop_session.telegram.reset()
     shop_session.pakasir.post("/sandbox/reset")
     if shop_session.api_url:

@@ -96,8 +96,8 @@ def _queues_idle(shop: Shop) -> bool:
     """Every task the inputs caused has run: no queued message, none unacknowledged."""
     r = redis.Redis.from_url(shop.redis_url)
     try:
-        queued = sum(int(r.llen(q)) for q in QUEUE_NAMES.split(","))
-        return queued == 0 and int(r.hlen("unacked")) == 0
+        queued = sum(int(r.llen(shop.key(q))) for q in QUEUE_NAMES.split(","))
+        return queued == 0 and int(r.hlen(shop.key("unacked"))) == 0
     finally:
         r.close()
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from quickcart.adapters.redis_store import prefixed
 from sandbox.telegram import TelegramSimulator
 from tests.conftest import TestUrls, worker_runtime
 from tests.support import free_port
@@ -22,11 +23,11 @@ def admin_chat(monkeypatch: pytest.MonkeyPatch,
     with worker_runtime(monkeypatch, test_urls, TELEGRAM_BOT_TOKEN=sim.token,
                         TELEGRAM_API_BASE_URL=sim.base_url, ADMIN_IDS="4242",
                         PAKASIR_BASE_URL=f"http://127.0.0.1:{free_port()}"):  # nobody there
-        runtime.redis_client().delete(HEALTH_KEY)
+        runtime.redis_client().delete(prefixed(HEALTH_KEY))
         try:
             yield sim
         finally:
-            runtime.redis_client().delete(HEALTH_KEY)
+            runtime.redis_client().delete(prefixed(HEALTH_KEY))
             sim.stop()
 
 

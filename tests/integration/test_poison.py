@@ -11,6 +11,7 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Queue
 
+from quickcart.adapters.redis_store import prefixed
 from tests.conftest import TestUrls, worker_runtime
 from workers import runtime
 from workers.app import app
@@ -70,7 +71,7 @@ def test_kombu_marks_a_requeued_message_as_redelivered(test_urls: TestUrls) -> N
 def test_first_deliveries_are_not_counted(task_redis: redis.Redis) -> None:
     task_id = f"probe-{uuid.uuid4().hex}"
     assert _deliver(task_id, redelivered=False) == task_id
-    assert task_redis.get(f"delivery:{task_id}") is None
+    assert task_redis.get(prefixed(f"delivery:{task_id}")) is None
     assert [task_id] == RUNS
 
 
@@ -84,7 +85,7 @@ def test_a_message_that_keeps_coming_back_is_parked(task_redis: redis.Redis) -> 
         assert parked == {"status": "poison", "deliveries": MAX_DELIVERIES + 1}
         assert [task_id] * MAX_DELIVERIES == RUNS
         assert f"tests.poison_probe:{task_id}" in task_redis.lrange(
-            DEAD_LETTER_KEY, 0, -1)
+            prefixed(DEAD_LETTER_KEY), 0, -1)
     finally:
-        task_redis.lrem(DEAD_LETTER_KEY, 0, f"tests.poison_probe:{task_id}")
-        task_redis.delete(f"delivery:{task_id}")
+        task_redis.lrem(prefixed(DEAD_LETTER_KEY), 0, f"tests.poison_probe:{task_id}")
+        task_redis.delete(prefixed(f"delivery:{task_id}"))

@@ -14,28 +14,31 @@ import pytest
 import redis
 from sqlalchemy import Engine, create_engine, text
 
+from quickcart.adapters.redis_store import prefixed
 from quickcart.db import outbox
 from quickcart.db.sql import run_alone
 from quickcart.logs import bind_correlation_id, clear_context
 from sandbox.serving import wait_until
-from tests.conftest import TestUrls
+from tests.conftest import TEST_KEY_PREFIX, TestUrls
 from workers import push
 from workers.app import app
 
 
 @pytest.fixture()
 def broker(test_urls: TestUrls) -> Iterator[tuple[redis.Redis, str]]:
-    """The test Redis and a queue name no worker consumes."""
+    """The test Redis and a queue name no worker consumes; its list (and the binding
+    `send_task` declares) removed after."""
     client = redis.Redis.from_url(test_urls.redis_url)
-    queue = f"qct-push-{uuid.uuid4().hex[:8]}"
+    queue = f"push-{uuid.uuid4().hex[:8]}"
     yield client, queue
-    client.delete(queue)
+    client.delete(push.queue_key(app, queue), prefixed(f"_kombu.binding.{queue}"))
     client.close()
 
 
 def _stored(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
     """The queue's messages, oldest first (LPUSH in, BRPOP out)."""
-    return [json.loads(raw) for raw in reversed(client.lrange(queue, 0, -1))]
+    return [json.loads(raw)
+            for raw in reversed(client.lrange(push.queue_key(app, queue), 0, -1))]
 
 
 @pytest.mark.parametrize("registered", [False, True], ids=["bot", "worker"])
@@ -57,6 +60,10 @@ def test_pushed_message_is_what_send_task_stores(broker: tuple[redis.Redis, str]
         push.send_unsafe(app, client, "quickcart.create_order", kwargs, queue, task_id="task-1")
     finally:
         clear_context()
+    # Both under REDIS_KEY_PREFIX, on the one list the workers read: kombu's own publish and
+    # the push agree on where a queue lives.
+    assert push.queue_key(app, queue) == TEST_KEY_PREFIX + queue
+    assert client.exists(queue) == 0
     sent, pushed = _stored(client, queue)
     assert sent["properties"].pop("delivery_tag") != pushed["properties"].pop("delivery_tag")
     assert base64.b64decode(sent.pop("body")) == base64.b64decode(pushed.pop("body"))
@@ -75,10 +82,11 @@ def _url(client: redis.Redis) -> str:
 
 def test_push_drops_cache_keys_in_the_same_call(broker: tuple[redis.Redis, str]) -> None:
     client, queue = broker
-    stale = [f"{queue}:stock", f"{queue}:stats"]
+    stale = [prefixed(f"{queue}:stock"), prefixed(f"{queue}:stats")]
     client.mset(dict.fromkeys(stale, "5"))
     messages = [push.build(app, "celery.accumulate", {"n": i}, queue) for i in range(3)]
-    push.push_unsafe(client, [(queue, message) for _, message in messages], delete=stale)
+    push.push_unsafe(client, [(push.queue_key(app, queue), message) for _, message in messages],
+                     delete=stale)
     assert client.exists(*stale) == 0
     assert [m["headers"]["id"] for m in _stored(client, queue)] == [i for i, _ in messages]
 

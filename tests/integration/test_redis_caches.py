@@ -17,7 +17,7 @@ from quickcart.db.uow import unit_of_work
 from quickcart.services import catalog, orders
 from quickcart.services.ledger import move_balance
 from quickcart.services.registration import register_user
-from tests.conftest import TestUrls
+from tests.conftest import TEST_KEY_PREFIX, TestUrls
 
 BUYER = 2
 # A product id no other test or seed uses: the stock_count key is shared with any other run.
@@ -29,8 +29,8 @@ def cache(test_urls: TestUrls) -> Iterator[redis.Redis]:
     """Real Redis; every key these tests may create is deleted before and after."""
     r = redis_store.client(test_urls.redis_url)
     user = 2_000_000_000 + uuid.uuid4().int % 100_000_000
-    keys = [redis_store.stock_count_key(PRODUCT), redis_store.STATS_USERS_KEY,
-            redis_store.STATS_TRANSACTIONS_KEY, redis_store.pagination_key(user, "all")]
+    keys = [redis_store.stock_count_key(PRODUCT), redis_store.stats_users_key(),
+            redis_store.stats_transactions_key(), redis_store.pagination_key(user, "all")]
     r.delete(*keys)
     r.pagination_user = user  # type: ignore[attr-defined]
     yield r
@@ -55,7 +55,9 @@ def shop(db: Engine) -> Engine:
 def test_stock_count_is_cached_until_invalidated(shop: Engine, cache: redis.Redis) -> None:
     key = redis_store.stock_count_key(PRODUCT)
     assert catalog.stock_count(shop, PRODUCT, cache) == 5
-    assert cache.get(key) == "5"
+    # Under REDIS_KEY_PREFIX (this session's), never the bare name of the data contract.
+    assert key == f"{TEST_KEY_PREFIX}stock_count:{PRODUCT}"
+    assert cache.get(key) == "5" and cache.exists(f"stock_count:{PRODUCT}") == 0
     assert 0 < int(cache.ttl(key)) <= redis_store.STOCK_COUNT_TTL_SECONDS
     with shop.begin() as conn:  # a change behind the cache's back
         conn.execute(text("DELETE FROM product_stocks WHERE product_id = :p AND content = 'K-1'"),
@@ -89,7 +91,7 @@ def test_purchase_task_invalidation_makes_the_next_read_fresh(
     assert catalog.shop_counts(shop, cache) == (1, 0)
     # what quickcart.create_order does after the service returned
     redis_store.invalidate_stock_counts(runtime.redis_client(), [PRODUCT],
-                                        redis_store.STATS_TRANSACTIONS_KEY)
+                                        redis_store.stats_transactions_key())
     assert catalog.stock_count(shop, PRODUCT, cache) == 3
     assert catalog.shop_counts(shop, cache) == (1, 1)
 
@@ -109,11 +111,11 @@ def test_purchase_task_invalidation_makes_the_next_read_fresh(
 
 def test_stats_cached_and_invalidated_on_registration(shop: Engine, cache: redis.Redis) -> None:
     assert catalog.shop_counts(shop, cache) == (1, 0)
-    assert cache.get(redis_store.STATS_USERS_KEY) == "1"
-    assert 0 < int(cache.ttl(redis_store.STATS_USERS_KEY)) <= redis_store.STATS_TTL_SECONDS
+    assert cache.get(redis_store.stats_users_key()) == "1"
+    assert 0 < int(cache.ttl(redis_store.stats_users_key())) <= redis_store.STATS_TTL_SECONDS
     register_user(shop, BUYER + 1, "Second")
     assert catalog.shop_counts(shop, cache) == (1, 0)  # cached
-    redis_store.invalidate(cache, redis_store.STATS_USERS_KEY)  # what register_user's task does
+    redis_store.invalidate(cache, redis_store.stats_users_key())  # what register_user's task does
     assert catalog.shop_counts(shop, cache) == (2, 0)
 
 
@@ -121,7 +123,7 @@ def test_unreachable_redis_falls_back_to_the_database(shop: Engine) -> None:
     dead = redis_store.client("redis://127.0.0.1:1/0")
     assert catalog.stock_count(shop, PRODUCT, dead) == 5
     assert catalog.shop_counts(shop, dead) == (1, 0)
-    assert redis_store.invalidate(dead, redis_store.STATS_USERS_KEY) is False
+    assert redis_store.invalidate(dead, redis_store.stats_users_key()) is False
     assert redis_store.pagination_load(dead, 1, "all", 1) is None
     assert redis_store.pagination_store(dead, 1, "all", [1, 2, 3], 2)["total_pages"] == 2
 

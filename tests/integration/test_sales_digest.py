@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+from quickcart.adapters.redis_store import prefixed
 from quickcart.messages import render
 from quickcart.services import digest
 from tests.conftest import TestUrls, worker_runtime
@@ -61,14 +62,14 @@ def digest_env(monkeypatch: pytest.MonkeyPatch, test_urls: TestUrls,
                db: Engine) -> Iterator[list[dict[str, Any]]]:
     """The task against this session's databases and Redis, with its publishes captured."""
     with worker_runtime(monkeypatch, test_urls, ADMIN_IDS="4242,4343"):
-        runtime.redis_client().delete(maintenance.DIGEST_KEY)
+        runtime.redis_client().delete(prefixed(maintenance.DIGEST_KEY))
         sent: list[dict[str, Any]] = []
         monkeypatch.setattr(maintenance.app, "send_task",
                             lambda name, **kw: sent.append({"name": name, **kw}))
         try:
             yield sent
         finally:
-            runtime.redis_client().delete(maintenance.DIGEST_KEY)
+            runtime.redis_client().delete(prefixed(maintenance.DIGEST_KEY))
 
 
 def test_digest_task_sends_one_summary_per_admin_per_window(
@@ -76,14 +77,14 @@ def test_digest_task_sends_one_summary_per_admin_per_window(
     assert maintenance.admin_sales_digest.run() == {"sent": 0}  # opens the first window
     r = runtime.redis_client()
     start = datetime.now(UTC) - timedelta(minutes=1)
-    r.set(maintenance.DIGEST_KEY, str(start.timestamp()))
+    r.set(prefixed(maintenance.DIGEST_KEY), str(start.timestamp()))
     assert maintenance.admin_sales_digest.run() == {"sent": 0}  # nothing happened
     assert digest_env == []
     with db.begin() as conn:
         make_user(conn, 9)
         order(conn, 9, "paid", created=start + timedelta(seconds=5),
               paid=start + timedelta(seconds=6))
-    r.set(maintenance.DIGEST_KEY, str(start.timestamp()))
+    r.set(prefixed(maintenance.DIGEST_KEY), str(start.timestamp()))
     assert maintenance.admin_sales_digest.run() == {"sent": 2, "paid": 1}
     assert sorted(m["kwargs"]["chat_id"] for m in digest_env) == [4242, 4343]
     assert {m["kwargs"]["key"] for m in digest_env} == {"admin.sales_digest"}

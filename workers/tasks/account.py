@@ -1,4 +1,5 @@
-"""Account intents from the bot: registration, language, profile, contact, export, erasure."""
+"""Account intents from the bot: registration, language, profile, export, erasure (messages to
+the admins are support tickets: workers/tasks/support.py)."""
 
 from __future__ import annotations
 
@@ -69,20 +70,6 @@ def update_profile(user_id: int, field: str, value: str,
         reply(user_id, f"error.{refusal.code}", once_key=idempotency_key, **refusal.params)
         return refusal.to_dict()
     return {"status": "ok"}
-
-
-@app.task(base=QuickCartTask, name="quickcart.contact_admins")
-def contact_admins(user_id: int, name: str, text: str, idempotency_key: str) -> int:
-    """KIRIM PESAN: forward a shopper's message to every admin, each copy once."""
-    engine = runtime.engine()
-    chats = notifications.admin_chat_ids(engine)
-    for chat_id in chats:
-        notifications.send_catalog_message(
-            engine, runtime.messenger(), chat_id, "admin.user_message",
-            {"user_id": user_id, "name": name, "text": text},
-            once_key=f"{idempotency_key}:admin:{chat_id}")
-    reply(user_id, N_("contact.sent"), once_key=f"{idempotency_key}:ack")
-    return len(chats)
 
 
 @app.task(base=QuickCartTask, name="quickcart.export_user")

@@ -35,7 +35,7 @@ def confirm_payment(invoice_id: str, event_id: int | None = None,
     outcome = payments.confirm_payment(runtime.engine(), runtime.gateway(), invoice_id, event_id)
     publish_committed_unsafe(outcome.outbox)
     # After the commit: a settled order changes the welcome screen's paid count (best effort).
-    redis_store.invalidate(runtime.redis_client(), redis_store.STATS_TRANSACTIONS_KEY)
+    redis_store.invalidate(runtime.redis_client(), redis_store.stats_transactions_key())
     return outcome.result
 
 
