@@ -12,7 +12,7 @@ from kombu.transport import redis as kombu_redis
 
 from quickcart.config import get_settings
 from quickcart.db.urls import service_urls
-from workers.routes import TASK_QUEUES
+from workers.routes import TASK_QUEUES, priority_of
 
 
 class _RedisChannel(kombu_redis.Channel):
@@ -79,6 +79,9 @@ broker_transport_options = {
     # Look for a dead consumer's messages every `interval` seconds (kombu's default is ~100 s).
     "unacked_restore_interval": get_settings().celery_restore_interval,
     "unacked_restore_throttle": 1,
+    # Every key kombu writes (queues, unacked, bindings, pidbox and event channels) starts with
+    # REDIS_KEY_PREFIX, like the shop's own keys; workers.push pushes under it too.
+    "global_keyprefix": get_settings().redis_key_prefix,
 }
 task_time_limit = get_settings().celery_task_time_limit
 # The soft limit gives a task up to 30 s (a fifth of a short test limit) to clean up first.
@@ -99,7 +102,10 @@ task_send_sent_event = False
 task_track_started = False  # events already tell Flower when a task starts
 worker_hijack_root_logger = False
 
-# Beat: timeliness from the Redis expiry set, certainty from sweeps over the database.
+# Beat: timeliness from the Redis expiry set, certainty from sweeps over the database. Beat
+# sends an entry's task only when a cheap check finds work for it (workers/beat.py): an idle
+# shop sends, logs and shows in Flower almost nothing, at the same schedule's latency.
+beat_scheduler = "workers.beat:HousekeepingScheduler"
 beat_schedule = {
     "relay-outbox": {"task": "quickcart.relay_outbox", "schedule": 2.0},
     "expire-due": {"task": "quickcart.expire_due", "schedule": 1.0},
@@ -110,8 +116,15 @@ beat_schedule = {
     "purge-outbox": {"task": "quickcart.purge_outbox", "schedule": 3600.0},
     "reconcile-payments": {"task": "quickcart.reconcile_payments", "schedule": 30.0},
     "health-monitor": {"task": "quickcart.health_monitor", "schedule": 60.0},
+    # Low-stock alerts (once per crossing) and broadcasts whose chain of slices died.
+    "low-stock-check": {"task": "quickcart.low_stock_check", "schedule": 30.0},
+    "broadcast-resume": {"task": "quickcart.broadcast_resume", "schedule": 15.0},
+    "review-reminders": {"task": "quickcart.review_reminders", "schedule": 60.0},
     "admin-sales-digest": {"task": "quickcart.admin_sales_digest",
                            "schedule": float(get_settings().admin_digest_seconds)},
 }
 # Each periodic task goes to its own queue (the decorators name it), never to a payment worker.
-task_routes = {name: {"queue": queue} for name, queue in TASK_QUEUES.items()}
+# Notify tasks carry their class as message priority (workers.routes.NOTIFY_PRIORITIES): kombu
+# keeps a Redis list per priority step, and a worker pops the higher class first.
+task_routes = {name: {"queue": queue, "priority": priority_of(name, queue)}
+               for name, queue in TASK_QUEUES.items()}

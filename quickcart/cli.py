@@ -434,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_api)
 
     p = sub.add_parser("bench", help="benchmarks: orders, flash-sale, qris, import, audit-lag,"
-                                     " soak (see bench/RESULTS.md)")
+                                     " soak, telegram-flood (see bench/RESULTS.md)")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="SCENARIO [--json] [--size N]")
     p.set_defaults(func=cmd_bench)
 

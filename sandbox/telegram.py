@@ -165,9 +165,10 @@ class TelegramSimulator:
         self.state.set_blocked(user_id, blocked)
 
     def set_rate_limit(self, enabled: bool = True, per_chat_per_second: int = 1,
-                       global_per_second: int = 30) -> None:
+                       global_per_second: int = 30, per_group_per_minute: int = 20) -> None:
         """Enable/disable Telegram-like flood limits (429 with retry_after)."""
-        self.state.set_rate_limit(enabled, per_chat_per_second, global_per_second)
+        self.state.set_rate_limit(enabled, per_chat_per_second, global_per_second,
+                                  per_group_per_minute)
 
     def reset(self, keep_known_users: bool = True) -> None:
         """Forget everything except the token and the known users (update ids keep increasing);
@@ -247,7 +248,9 @@ def serve(host: str = "127.0.0.1", port: int = 8081, token: str = DEFAULT_TOKEN,
     state = SimState(token, users=known_users(users))
     pusher = WebhookPusher(state).start()
     try:
-        uvicorn.run(create_app(token, state), host=host, port=port, log_level="info")
+        # No access log: the bot's long poll would write a line every 10 s of an idle shop.
+        uvicorn.run(create_app(token, state), host=host, port=port, log_level="info",
+                    access_log=False)
     finally:
         pusher.stop()
 

@@ -133,7 +133,8 @@ class EmbeddedRedis(EmbeddedServer):
                 # Snapshot a minute after a write, and on shutdown, so a restart keeps data.
                 "--save", "60", "1", "--appendonly", "no",
                 "--daemonize", "yes", "--pidfile", str(self.pid_file),
-                "--logfile", str(self.log_file),
+                # Warnings only: an idle shop's logs stay quiet (startup errors are warnings).
+                "--logfile", str(self.log_file), "--loglevel", "warning",
             ]
             result = run(cmd, Runner(), self.log_file, timeout)
             if result.returncode == 0 and self._wait_ready(port, log_offset, timeout):

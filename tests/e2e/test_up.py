@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ import httpx
 import psutil
 import pytest
 
+from quickcart.launcher import FLOWER_PASSWORD_FILE, is_warning
 from quickcart.services.demo import DEMO_SHOPPER_ID
 from tests.support import ROOT, free_port, wait_until
 
@@ -109,21 +111,29 @@ def stop_up(runner: Up) -> None:
 
 
 def test_up_runs_the_whole_shop_and_ctrl_c_stops_it(up: Up) -> None:
+    # "QuickCart is up" comes once every component answers: the API's /health is ok, Flower
+    # and the simulators answer, every worker answers a ping.
     wait_until(lambda: "QuickCart is up" in up.output() or up.proc.poll() is not None,
-               what="quickcart up", timeout=120)
+               what="quickcart up", timeout=240)
     assert up.proc.poll() is None, up.output()
     api = f"http://127.0.0.1:{up.ports['api']}"
-    wait_until(lambda: _status(api + "/health") == 200, what="healthy API", timeout=60)
+    assert _status(api + "/health") == 200
+    # The URL block is printed at start and again once healthy, after start-up's output.
+    output = up.output()
+    assert output.count("Flower: http") == 2
+    assert output.index("QuickCart is up") > output.rindex("Flower: http")
+    # Flower's password is on no command line (`ps` shows those to every user).
+    assert all("flower-test-pass" not in " ".join(p.cmdline()) for p in up.descendants())
 
     # A scripted shopper chats with the bot through the simulator, as a person would in the
-    # web chat page: opens product 2, takes one, skips the voucher, pays with SALDO.
+    # web chat page: opens product 2, takes one, sees the summary, pays with SALDO.
     telegram = f"http://127.0.0.1:{up.ports['telegram']}"
     uid = DEMO_SHOPPER_ID
     httpx.post(telegram + "/sandbox/users", json={"id": uid, "first_name": "Budi"},
                timeout=10).raise_for_status()
     httpx.post(f"{telegram}/sandbox/users/{uid}/messages", json={"text": "2"},
                timeout=10).raise_for_status()
-    for data in ("o:buy:2", "o:qok:2", "o:vs:2", "o:pb:2", "o:pbok:2"):
+    for data in ("o:buy:2", "o:qok:2", "k:pb"):  # quantity, the summary, pay by SALDO
         message_id = wait_until(lambda d=data: _message_with_button(telegram, uid, d),
                                 what=f"a bot message with button {data}", timeout=60)
         httpx.post(f"{telegram}/sandbox/users/{uid}/callbacks",
@@ -163,6 +173,43 @@ def test_up_runs_the_whole_shop_and_ctrl_c_stops_it(up: Up) -> None:
     survivors += [pid for pid in embedded if psutil.pid_exists(pid)
                   and psutil.Process(pid).status() != "zombie"]
     assert survivors == [], up.output()[-3000:]
+
+
+@pytest.fixture()
+def quiet_up(tmp_path: Path) -> Iterator[Up]:
+    # No FLOWER_USER/FLOWER_PASSWORD: `up` generates the password and keeps it in DATA_DIR.
+    runner = Up(tmp_path, env={"FLOWER_USER": "", "FLOWER_PASSWORD": ""}, args=("--quiet",))
+    try:
+        yield runner
+    finally:
+        stop_up(runner)
+
+
+def test_up_quiet_keeps_the_console_to_the_summary_and_logs_per_component(
+        quiet_up: Up) -> None:
+    up = quiet_up
+    wait_until(lambda: "QuickCart is up" in up.output() or up.proc.poll() is not None,
+               what="quickcart up --quiet", timeout=240)
+    assert up.proc.poll() is None, up.output()
+    logs = up.data_dir / "logs"
+    # Every component writes its own log file; the console shows none of their info lines,
+    # only `up`'s own lines (and warnings, if any).
+    for name in ("worker", "payments", "bulk", "beat", "api", "flower", "telegram", "pakasir"):
+        assert (logs / f"{name}.log").exists(), name
+    assert "ready" in (logs / "worker.log").read_text(errors="replace")
+    supervised = [line for line in up.lines if " | " in line[:14]]
+    others = [line for line in supervised if not line.lstrip().startswith("up |")]
+    assert all(is_warning(line) for line in others), others
+    # Flower's generated password: kept in DATA_DIR (0600), shown in the summary, on no
+    # command line, and it opens Flower's API.
+    password_file = up.data_dir / FLOWER_PASSWORD_FILE
+    password = password_file.read_text().strip()
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    assert f"user admin, password {password}" in up.output()
+    assert all(password not in " ".join(p.cmdline()) for p in up.descendants())
+    flower = f"http://127.0.0.1:{up.ports['flower']}"
+    assert httpx.get(flower + "/api/workers", auth=("admin", password),
+                     timeout=20).status_code == 200
 
 
 def _message_with_button(telegram: str, uid: int, data: str) -> int | None:

@@ -12,12 +12,25 @@ from sqlalchemy import text
 from quickcart.adapters import redis_store
 from quickcart.config import get_settings
 from quickcart.db import outbox
+from quickcart.i18n import N_plural
 from quickcart.messages import render
 from quickcart.services import delivery, digest, notifications, orders
-from workers import runtime
+from workers import housekeeping, runtime
 from workers.app import app
 from workers.base import QuickCartTask
 from workers.publish import broker_lost_queues_unsafe, mark_broker_unsafe, relay_pending_unsafe
+
+# Housekeeping ticks that did nothing log at DEBUG (and beat's checks, workers.beat, read the
+# thresholds below so they never skip a run that would have found work).
+housekeeping.install()
+
+#: A committed row is the committing process' to publish for this long (its push after commit);
+#: only then does the relay take it for a lost publish.
+RELAY_MIN_AGE_SECONDS = 2.0
+#: Paid orders undelivered for this long are re-sent (a worker died mid-delivery).
+REDELIVER_GRACE_SECONDS = 30
+#: Published outbox rows are dropped after this many hours.
+PURGE_AFTER_HOURS = 24
 
 
 @app.task(base=QuickCartTask, name="quickcart.relay_outbox")
@@ -29,7 +42,7 @@ def relay_outbox() -> int:
     if broker_lost_queues_unsafe():
         notifications.requeue_unsent_messages(runtime.engine())
         mark_broker_unsafe()  # only after the re-queue committed
-    return relay_pending_unsafe(min_age_seconds=2.0)
+    return relay_pending_unsafe(min_age_seconds=RELAY_MIN_AGE_SECONDS)
 
 
 @app.task(base=QuickCartTask, name="quickcart.rollup_sold_counts")
@@ -41,7 +54,7 @@ def rollup_sold_counts() -> int:
 @app.task(base=QuickCartTask, name="quickcart.redeliver_stuck")
 def redeliver_stuck() -> int:
     """Re-send paid orders whose delivery never completed (worker died mid-send)."""
-    stuck = delivery.undelivered_orders(runtime.engine())
+    stuck = delivery.undelivered_orders(runtime.engine(), grace_seconds=REDELIVER_GRACE_SECONDS)
     for order_id in stuck:
         app.send_task("quickcart.deliver_order", kwargs={"order_id": order_id}, queue="notify")
     return len(stuck)
@@ -50,7 +63,7 @@ def redeliver_stuck() -> int:
 @app.task(base=QuickCartTask, name="quickcart.purge_outbox")
 def purge_outbox() -> int:
     """Drop outbox rows published more than a day ago."""
-    return outbox.purge_published(runtime.engine())
+    return outbox.purge_published(runtime.engine(), older_than_hours=PURGE_AFTER_HOURS)
 
 
 HEALTH_KEY = "health:last"
@@ -66,12 +79,13 @@ def admin_sales_digest() -> dict[str, int]:
     ADMIN_DIGEST_SECONDS). The window end lives in Redis and one run at a time moves it, so
     windows never overlap; each admin's copy is sent at most once per window."""
     r = runtime.redis_client()
-    if not redis_store.once(r, f"{DIGEST_KEY}:running", 120):
+    until_key = redis_store.prefixed(DIGEST_KEY)
+    if not redis_store.once(r, f"{until_key}:running", 120):
         return {"sent": 0}
     try:
         until = datetime.now(UTC) - timedelta(seconds=DIGEST_LAG_SECONDS)
-        last = r.get(DIGEST_KEY)
-        r.set(DIGEST_KEY, str(until.timestamp()))
+        last = r.get(until_key)
+        r.set(until_key, str(until.timestamp()))
         if last is None:
             return {"sent": 0}  # the first window starts now, not at the beginning of time
         since = datetime.fromtimestamp(float(last), UTC)
@@ -82,11 +96,11 @@ def admin_sales_digest() -> dict[str, int]:
         chats = notifications.admin_chat_ids(runtime.engine())
         for chat_id in chats:
             app.send_task("quickcart.send_message", queue="notify", kwargs={
-                "chat_id": chat_id, "key": "admin.sales_digest", "params": params,
+                "chat_id": chat_id, "key": N_plural("admin.sales_digest", "paid"), "params": params,
                 "once_key": f"digest:{int(until.timestamp())}:{chat_id}"})
         return {"sent": len(chats), "paid": sales.paid}
     finally:
-        r.delete(f"{DIGEST_KEY}:running")
+        r.delete(f"{until_key}:running")
 
 
 @app.task(base=QuickCartTask, name="quickcart.health_monitor")
@@ -99,8 +113,9 @@ def health_monitor() -> dict[str, bool]:
     # The last state lives in Redis: beat hands this task to any pool process of any worker.
     last: dict[str, str] = {}
     with contextlib.suppress(Exception):
-        last = runtime.redis_client().hgetall(HEALTH_KEY)  # type: ignore[assignment]
-        runtime.redis_client().hset(HEALTH_KEY, mapping={k: str(int(v))
+        health_key = redis_store.prefixed(HEALTH_KEY)
+        last = runtime.redis_client().hgetall(health_key)  # type: ignore[assignment]
+        runtime.redis_client().hset(health_key, mapping={k: str(int(v))
                                                          for k, v in checks.items()})
     changed = {k: v for k, v in checks.items() if last.get(k, "1") != str(int(v))}
     if changed:

@@ -1,0 +1,192 @@
+"""Beat's housekeeping checks never say "nothing to do" while their task would act: each check
+against its task's own query, on the same rows, before and after the work is done."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, Engine, text
+
+from quickcart.db import outbox
+from quickcart.services import delivery, housekeeping, orders, payments
+from tests.integration.test_db_rules import make_order, make_product, make_stock, make_user
+
+
+def check(engine: Engine, probe: Callable[[Connection], bool]) -> bool:
+    with engine.connect() as conn:
+        return probe(conn)
+
+
+def pending_order(db: Engine, user_id: int = 1, method: str = "account_balance") -> int:
+    with db.begin() as conn:
+        make_user(conn, user_id)
+        if not conn.execute(text("SELECT 1 FROM products WHERE id = 1")).first():
+            make_product(conn, 1)
+        return make_order(conn, user_id, make_stock(conn, 1), method=method)
+
+
+def test_every_check_is_quiet_on_an_empty_shop(db: Engine) -> None:
+    probes: list[Callable[[Connection], bool]] = [
+        lambda c: housekeeping.outbox_unpublished(c, 0), housekeeping.overdue_pending,
+        housekeeping.audit_unshipped, housekeeping.sold_deltas,
+        lambda c: housekeeping.undelivered_paid(c, 0), lambda c: housekeeping.reconcilable(c, 0),
+        lambda c: housekeeping.outbox_purgeable(c, 0),
+        lambda c: housekeeping.order_activity_since(c, datetime.now(UTC) - timedelta(days=1)),
+        housekeeping.low_stock_changes, housekeeping.orphaned_broadcasts,
+        housekeeping.open_reviews,
+    ]
+    assert [check(db, probe) for probe in probes] == [False] * len(probes)
+
+
+def test_outbox_check_matches_what_the_relay_leases(db: Engine) -> None:
+    with db.begin() as conn:
+        conn.execute(text("INSERT INTO outbox (topic, queue, payload)"
+                          " VALUES ('t', 'default', '{}')"))
+    # Younger than the grace: the relay leaves it to its publisher, and so does the check.
+    assert not check(db, lambda c: housekeeping.outbox_unpublished(c, 3600))
+    assert outbox.lease(db, min_age_seconds=3600) == []
+    assert check(db, lambda c: housekeeping.outbox_unpublished(c, 0))
+    leased = outbox.lease(db, min_age_seconds=0)
+    assert len(leased) == 1
+    # Leased by a relay that is publishing it: not another relay's work until the lease ends.
+    assert not check(db, lambda c: housekeeping.outbox_unpublished(c, 0))
+    with db.begin() as conn:
+        conn.execute(text("UPDATE outbox SET leased_until = now() - interval '1 second'"))
+    assert check(db, lambda c: housekeeping.outbox_unpublished(c, 0))
+    outbox.mark_published(db, [leased[0].id])
+    assert not check(db, lambda c: housekeeping.outbox_unpublished(c, 0))
+    with db.begin() as conn:
+        conn.execute(text("UPDATE outbox SET published_at = now() - interval '25 hours'"))
+    assert check(db, lambda c: housekeeping.outbox_purgeable(c, 24))
+    assert outbox.purge_published(db, older_than_hours=24) == 1
+    assert not check(db, lambda c: housekeeping.outbox_purgeable(c, 24))
+
+
+@pytest.mark.parametrize("kind", ["order", "deposit"])
+def test_expiry_check_matches_the_sweep(db: Engine, kind: str) -> None:
+    if kind == "order":
+        row_id = pending_order(db)
+        table, due = "orders", lambda: orders.due_orders(db)
+    else:
+        with db.begin() as conn:
+            make_user(conn, 1)
+            row_id = conn.execute(text(
+                "INSERT INTO deposits (user_id, invoice_id, amount, total_bill, status,"
+                " expires_at) VALUES (1, 'DEP-1', 10000, 10000, 'pending',"
+                " now() + interval '1 hour') RETURNING id")).scalar_one()
+        table, due = "deposits", lambda: payments.due_deposits(db)
+    assert not check(db, housekeeping.overdue_pending) and due() == []
+    with db.begin() as conn:
+        conn.execute(text(f"UPDATE {table} SET expires_at = now() - interval '1 second'"  # noqa: S608
+                          " WHERE id = :i"), {"i": row_id})
+    assert check(db, housekeeping.overdue_pending) and due() == [row_id]
+
+
+def test_reconcile_check_covers_both_reconciliation_queries(db: Engine) -> None:
+    order_id = pending_order(db, method="qris")
+    with db.begin() as conn:
+        conn.execute(text("UPDATE orders SET created_at = now() - interval '2 minutes'"
+                          " WHERE id = :o"), {"o": order_id})
+    # No QR yet: reconciliation would restart it.
+    assert payments.pending_without_qr(db, older_than_seconds=60) == [("order", order_id)]
+    assert check(db, lambda c: housekeeping.reconcilable(c, 60))
+    assert not check(db, lambda c: housekeeping.reconcilable(c, 3600))
+    with db.begin() as conn:
+        conn.execute(text("UPDATE orders SET payment_number = 'QR' WHERE id = :o"),
+                     {"o": order_id})
+    # With a QR: reconciliation would ask the gateway about it.
+    assert payments.pending_for_reconciliation(db, older_than_seconds=60)
+    assert check(db, lambda c: housekeeping.reconcilable(c, 60))
+
+
+def test_redelivery_and_rollup_checks_match_their_sweeps(db: Engine) -> None:
+    order_id = pending_order(db)
+    with db.begin() as conn:
+        conn.execute(text("UPDATE orders SET status = 'paid', paid_at = now() - interval"
+                          " '1 minute' WHERE id = :o"), {"o": order_id})
+        conn.execute(text("INSERT INTO sold_count_deltas (product_id, quantity) VALUES (1, 1)"))
+    assert delivery.undelivered_orders(db, grace_seconds=30) == [order_id]
+    assert check(db, lambda c: housekeeping.undelivered_paid(c, 30))
+    assert not check(db, lambda c: housekeeping.undelivered_paid(c, 3600))
+    assert check(db, housekeeping.sold_deltas)
+    assert orders.rollup_sold_counts(db) == 1
+    assert not check(db, housekeeping.sold_deltas)
+    # Every write above was captured for the audit database.
+    assert check(db, housekeeping.audit_unshipped)
+
+
+def test_digest_check_sees_activity_after_the_window_start(db: Engine) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    pending_order(db)
+    assert check(db, lambda c: housekeeping.order_activity_since(c, before))
+    assert not check(db, lambda c: housekeeping.order_activity_since(
+        c, datetime.now(UTC) + timedelta(seconds=5)))
+
+
+def test_low_stock_check_matches_the_alert_sweep(db: Engine) -> None:
+    from quickcart.services import stock_admin
+
+    with db.begin() as conn:
+        make_product(conn, 1)
+        make_stock(conn, 1, 3)  # at or below the default threshold (5)
+    assert check(db, housekeeping.low_stock_changes)
+    assert len(stock_admin.check_low_stock(db)) == 1
+    assert not check(db, housekeeping.low_stock_changes)  # alerted once per crossing
+    with db.begin() as conn:
+        make_stock(conn, 1, 10)
+    assert check(db, housekeeping.low_stock_changes)  # back above: the alert is cleared
+    assert stock_admin.check_low_stock(db) == []
+    assert not check(db, housekeeping.low_stock_changes)
+
+
+def test_broadcast_check_matches_the_resume_sweep(db: Engine) -> None:
+    from quickcart.services import broadcast
+
+    with db.begin() as conn:
+        make_user(conn, 1)
+        broadcast_id = conn.execute(text(
+            "INSERT INTO broadcasts (intent_key, created_by, message_kind, body)"
+            " VALUES ('k', 1, 'text', 'hi') RETURNING id")).scalar_one()
+    assert broadcast.running(db) == [broadcast_id]
+    assert check(db, housekeeping.orphaned_broadcasts)
+    with db.begin() as conn:
+        conn.execute(text("INSERT INTO broadcast_runners (broadcast_id, runner, lease_until)"
+                          " VALUES (:b, 'r', now() + interval '1 minute')"), {"b": broadcast_id})
+    assert broadcast.running(db) == [] and not check(db, housekeeping.orphaned_broadcasts)
+
+
+def test_every_beat_entry_is_checked_unless_its_run_is_the_check() -> None:
+    from workers import beat
+    from workers.app import app
+
+    tasks = {str(entry["task"]) for entry in app.conf.beat_schedule.values()}
+    assert tasks - set(beat.CHECKS) == set(beat.ALWAYS_SENT), \
+        "a beat entry without a check in workers/beat.py runs (and logs) even when idle"
+
+
+def test_a_failing_check_sends_the_task_and_warns_once(caplog: pytest.LogCaptureFixture,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers import beat
+
+    calls: list[str] = []
+
+    def broken() -> bool:
+        calls.append("x")
+        raise ConnectionError("database down")
+
+    monkeypatch.setitem(beat.CHECKS, "quickcart.probe", broken)
+    scheduler: Any = beat.HousekeepingScheduler.__new__(beat.HousekeepingScheduler)
+    scheduler._failing = set()
+    entry = SimpleNamespace(name="probe", task="quickcart.probe")
+    with caplog.at_level(logging.WARNING, logger="workers.beat"):
+        assert scheduler.has_work(entry) and scheduler.has_work(entry)
+    assert len(calls) == 2
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    monkeypatch.setitem(beat.CHECKS, "quickcart.probe", lambda: False)
+    assert not scheduler.has_work(entry)
+    assert "probe" not in scheduler._failing
