@@ -28,7 +28,7 @@ def main_menu(lang: str) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup([
         [button(lang, "button.categories", "c:cats"),
          button(lang, "button.best_sellers", "c:best:0")],
-        [button(lang, "button.all_products", "c:all:0")],
+        [button(lang, "button.all_products", "c:all:0"), button(lang, "button.cart", "k:view")],
     ])
 
 
@@ -36,8 +36,8 @@ def reply_menu(lang: str, product_ids: list[int]) -> ReplyKeyboardMarkup:
     """The persistent keyboard: the four menus and shortcuts to in-stock products."""
     rows = [[render("kb.list_products", lang), render("kb.stock", lang)],
             [render("kb.account", lang), render("kb.contact", lang)]]
-    ids = [str(i) for i in product_ids]
-    rows += [ids[i:i + 4] for i in range(0, len(ids), 4)]
+    ids = [str(i) for i in product_ids[:24]]
+    rows += [ids[i:i + 8] for i in range(0, len(ids), 8)]
     return ReplyKeyboardMarkup(rows, resize_keyboard=True, is_persistent=True,
                                input_field_placeholder=render("kb.placeholder", lang))
 
@@ -54,31 +54,15 @@ def pager(lang: str, prefix: str, page: int, pages: int) -> list[InlineKeyboardB
 
 
 def quantity(lang: str, product_id: int) -> InlineKeyboardMarkup:
-    """− + +2 +5 +10 and continue."""
+    """[-] [+] [+2] [+5] [+10], add to cart, go to payment (the summary), back, cancel."""
     deltas = [("−", -1), ("+", 1), ("+2", 2), ("+5", 5), ("+10", 10)]
     return InlineKeyboardMarkup([
         [InlineKeyboardButton(text, callback_data=f"o:q:{product_id}:{d}") for text, d in deltas],
-        [button(lang, "button.continue", f"o:qok:{product_id}")],
-        [button(lang, "button.back", f"c:p:{product_id}")],
+        [button(lang, "button.add_to_cart", f"k:addq:{product_id}")],
+        [button(lang, "button.to_payment", f"o:qok:{product_id}")],
+        [button(lang, "button.back", f"c:p:{product_id}"),
+         button(lang, "button.cancel", "m:home")],
     ])
-
-
-def voucher_question(lang: str, product_id: int) -> InlineKeyboardMarkup:
-    """Use a voucher, or skip."""
-    return InlineKeyboardMarkup([[button(lang, "button.use_voucher", f"o:v:{product_id}"),
-                                  button(lang, "button.skip", f"o:vs:{product_id}")]])
-
-
-def payment_methods(lang: str, product_id: int) -> InlineKeyboardMarkup:
-    """QRIS or SALDO."""
-    return InlineKeyboardMarkup([[button(lang, "button.pay_qris", f"o:pq:{product_id}"),
-                                  button(lang, "button.pay_balance", f"o:pb:{product_id}")]])
-
-
-def confirm_balance(lang: str, product_id: int) -> InlineKeyboardMarkup:
-    """Confirm a balance payment."""
-    return InlineKeyboardMarkup([[button(lang, "button.confirm", f"o:pbok:{product_id}"),
-                                  button(lang, "button.back", "m:home")]])
 
 
 def account(lang: str) -> InlineKeyboardMarkup:

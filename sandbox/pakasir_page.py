@@ -27,6 +27,22 @@ def add_page_routes(app: FastAPI, state: SandboxState, sender: WebhookSender) ->
             sender.dispatch(body, source="pay-button")
         return RedirectResponse("/", status_code=303)
 
+    @app.get("/pay/{project}/{amount}", response_class=HTMLResponse)
+    async def checkout_page(project: str, amount: int, order_id: str = "",
+                            qris_only: int = 0) -> HTMLResponse:
+        # Pakasir's documented payment page for one transaction (the shop's "Checkout Page"
+        # button): the same row as on the index page, with its QR and Bayar button.
+        with state.lock:
+            now = state.now()
+            tx = state.transactions.get(order_id)
+            rows = ([(tx, tx.status_at(now))] if tx is not None and tx.project == project
+                    and tx.amount == amount else [])
+            hook = state.webhook_url
+        if not rows:
+            return HTMLResponse("<!doctype html><p>Transaksi tidak ditemukan.</p>",
+                                status_code=404)
+        return HTMLResponse(render_index(project, hook, rows))
+
     @app.get("/", response_class=HTMLResponse)
     async def index() -> HTMLResponse:
         with state.lock:

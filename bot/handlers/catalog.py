@@ -9,6 +9,7 @@ from telegram.ext import ContextTypes
 from bot import keyboards
 from bot.runtime import rt, t, viewer
 from quickcart.adapters import redis_store
+from quickcart.domain.money import format_idr
 from quickcart.i18n import N_
 from quickcart.services import catalog
 
@@ -27,6 +28,16 @@ async def reply(update: Update, text: str, markup: InlineKeyboardMarkup | None =
             # too old to edit, deleted...: answer with a new message instead
     if update.effective_chat is not None:
         await update.effective_chat.send_message(text, parse_mode="HTML", reply_markup=markup)
+
+
+def _priced(context: ContextTypes.DEFAULT_TYPE, card: catalog.ProductCard, key: str,
+            discounted_key: str, **params: object) -> str:
+    """A product text with its price; a discounted one shows the old price struck through."""
+    if card.original_price is not None:
+        return t(context, discounted_key, name=card.name, product_id=card.product_id,
+                 price=str(card.price), old_price=format_idr(card.original_price), **params)
+    return t(context, key, name=card.name, product_id=card.product_id, price=str(card.price),
+             **params)
 
 
 async def show_categories(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -76,13 +87,16 @@ async def show_list(update: Update, context: ContextTypes.DEFAULT_TYPE, kind: st
     title_key = {"all": N_("catalog.all_products"), "best": N_("catalog.best_sellers"),
                  "cat": N_("catalog.category")}[kind]
     lines = [t(context, title_key, category=category or "", page=page + 1, pages=pages), ""]
-    lines += [t(context, "catalog.line", product_id=c.product_id, name=c.name,
-                price=str(c.price), stock=c.stock) for c in cards]
+    lines += [_priced(context, c, N_("catalog.line"), N_("catalog.line_discounted"),
+                      stock=c.stock) for c in cards]
     rows = [[InlineKeyboardButton(f"{c.product_id}. {c.name}"[:60],
                                   callback_data=f"c:p:{c.product_id}")] for c in cards]
     prefix = f"c:cat:{category_index}" if kind == "cat" else f"c:{kind}"
     rows.append(keyboards.pager(who.language, prefix, page, pages))
-    rows.append([keyboards.button(who.language, "button.back", "m:home")])
+    back = [keyboards.button(who.language, "button.back", "m:home")]
+    if kind == "best":
+        back.append(keyboards.button(who.language, "button.top_buyers", "c:top"))
+    rows.append(back)
     await reply(update, "\n".join(lines), InlineKeyboardMarkup(rows))
 
 
@@ -94,16 +108,38 @@ async def show_product(update: Update, context: ContextTypes.DEFAULT_TYPE,
     card = await runtime.call(catalog.product, runtime.engine, product_id, who.role,
                               runtime.redis)
     if card is None:
-        await reply(update, t(context, "error.product_not_found", product_id=product_id))
+        await reply(update, t(context, "error.product_not_found", product_id=product_id),
+                    keyboards.main_menu(who.language))
         return
-    text = t(context, "catalog.product", name=card.name, product_id=card.product_id,
-             price=str(card.price), stock=card.stock, sold=card.sold,
-             description=card.description or "")
+    text = _priced(context, card, N_("catalog.product"), N_("catalog.product_discounted"),
+                   stock=card.stock, sold=card.sold, description=card.description or "")
     rows = []
     if card.stock > 0:
-        rows.append([keyboards.button(who.language, "button.buy", f"o:buy:{card.product_id}")])
-    rows.append([keyboards.button(who.language, "button.back", "m:home")])
+        rows.append([keyboards.button(who.language, "button.buy", f"o:buy:{card.product_id}"),
+                     keyboards.button(who.language, "button.add_to_cart",
+                                      f"k:add:{card.product_id}")])
+    else:
+        # Out of stock: "🔔 Kabari saya" (bot/handlers/restock.py) tells them when it is back.
+        rows.append([keyboards.button(who.language, "button.notify_me",
+                                      f"n:watch:{card.product_id}"),
+                     keyboards.button(who.language, "button.all_products", "c:all:0")])
+    rows.append([keyboards.button(who.language, "button.cart", "k:view"),
+                 keyboards.button(who.language, "button.back", "m:home")])
     await reply(update, text, InlineKeyboardMarkup(rows))
+
+
+async def show_top_buyers(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Top 10 shoppers by amount paid this month, names masked, with their orders."""
+    runtime = rt(context)
+    lang = viewer(context).language
+    board = await runtime.call(catalog.top_buyers, runtime.engine)
+    lines = [t(context, "catalog.top_buyers_title"), ""]
+    lines += [t(context, "catalog.top_buyer_line", rank=n, name=b.masked_name,
+                orders=b.orders, total=b.total) for n, b in enumerate(board, 1)]
+    if not board:
+        lines.append(t(context, "catalog.top_buyers_empty"))
+    await reply(update, "\n".join(lines), InlineKeyboardMarkup([[
+        keyboards.button(lang, "button.back", "c:best:0")]]))
 
 
 async def show_stock(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -124,7 +160,7 @@ async def stock_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
 
 
 async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """c:cats, c:all:<p>, c:best:<p>, c:cat:<i>:<p>, c:p:<id>."""
+    """c:cats, c:all:<p>, c:best:<p>, c:cat:<i>:<p>, c:p:<id>, c:top."""
     query = update.callback_query
     assert query is not None and query.data is not None
     await query.answer()
@@ -138,6 +174,8 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
             await show_list(update, context, "cat", int(parts[3]), int(parts[2]))
         elif parts[1] == "p":
             await show_product(update, context, int(parts[2]))
+        elif parts[1] == "top":
+            await show_top_buyers(update, context)
     except (IndexError, ValueError):
         await reply(update, t(context, "error.session_expired"),
                     keyboards.main_menu(viewer(context).language))

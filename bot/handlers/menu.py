@@ -10,8 +10,11 @@ from telegram.ext import ContextTypes
 
 from bot import keyboards, sessions
 from bot.handlers import account as account_handlers
+from bot.handlers import audit as audit_handlers
+from bot.handlers import cart as cart_handlers
 from bot.handlers import catalog as catalog_handlers
 from bot.handlers import order as order_handlers
+from bot.handlers import support as support_handlers
 from bot.handlers.catalog import reply
 from bot.runtime import lang, rt, t, viewer
 from quickcart.messages import render
@@ -39,9 +42,13 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await runtime.enqueue("quickcart.release_admin_notices", chat_id=who.user_id)
     users, transactions = await runtime.call(catalog.shop_counts, runtime.engine,
                                               runtime.redis)
-    await reply(update, t(context, "welcome", store_name=runtime.settings.store_name,
-                          name=who.name, users=users, transactions=transactions),
-                keyboards.main_menu(who.language))
+    docs_url = runtime.settings.documentation_url
+    lines = [t(context, "welcome", store_name=runtime.settings.store_name, name=who.name,
+               users=users, transactions=transactions)]
+    if docs_url:
+        lines.append(t(context, "welcome.docs", url=docs_url))
+    lines.append(t(context, "welcome.footer"))
+    await reply(update, "\n".join(lines), keyboards.main_menu(who.language))
     await send_reply_keyboard(update, context)
     if context.user_data is not None and context.user_data.get("new_user"):
         markup = InlineKeyboardMarkup([[
@@ -77,18 +84,23 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         elif menu == "kb.account":
             await account_handlers.show_profile(update, context)
         else:
-            await account_handlers.start_contact(update, context)
+            await support_handlers.start_contact(update, context)
         return
     data = await sessions.get(context, who.user_id)
     flow = data.get("flow") if data else None
-    if data and flow == "order" and data.get("step") == "voucher":
-        await order_handlers.voucher_typed(update, context, data, text)
+    if data and flow == "checkout" and data.get("step") == "voucher":
+        await cart_handlers.voucher_typed(update, context, data, text)
+        return
+    if data and flow == "order" and data.get("step") == "quantity" \
+            and isinstance(data.get("product_id"), int):
+        # While choosing a quantity a typed number is the quantity, not a product id.
+        await order_handlers.quantity_typed(update, context, data, text)
         return
     if data and flow == "deposit":
         await account_handlers.deposit_typed(update, context, text)
         return
-    if data and flow == "contact":
-        await account_handlers.contact_typed(update, context, text)
+    if data and flow == support_handlers.FLOW:
+        await support_handlers.text_typed(update, context, data, text)
         return
     if data and flow == "onboarding":
         await account_handlers.profile_typed(update, context, data, text)
@@ -96,11 +108,16 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if text.isdigit() and len(text) <= 10:
         await catalog_handlers.show_product(update, context, int(text))
         return
-    await reply(update, t(context, "error.unknown_command"), keyboards.main_menu(who.language))
+    if data and flow == "checkout":
+        await cart_handlers.show_summary(update, context, t(context, "checkout.hint"))
+        return
+    # Anything else: what is expected here, never "unknown command".
+    await reply(update, t(context, "menu.text_hint"), keyboards.main_menu(who.language))
 
 
 async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Any other /command."""
+    """Any other /command; a non-admin's admin command is also audited (a task)."""
+    await audit_handlers.note_attempt(update, context)
     await reply(update, t(context, "error.unknown_command"))
 
 

@@ -1,18 +1,22 @@
-"""Ordering: quantity, summary, voucher, payment method, and the QR photo's buttons."""
+"""Buying one product: the quantity picker (then the checkout summary, bot/handlers/cart.py),
+and the QR photo's buttons (Cek status always answers)."""
 
 from __future__ import annotations
 
-from decimal import Decimal
+from collections.abc import Callable
 from typing import Any
 
-from telegram import Update
+from telegram import InlineKeyboardMarkup, Update
 from telegram.ext import ContextTypes
 
 from bot import keyboards, sessions
+from bot.handlers import cart as cart_handlers
+from bot.handlers import catalog as catalog_handlers
 from bot.handlers.catalog import reply
 from bot.runtime import intent_key, rt, t, viewer
 from quickcart.adapters import redis_store
-from quickcart.services import account, catalog
+from quickcart.i18n import N_
+from quickcart.services import account, catalog, orders
 
 MAX_QUANTITY = 1000
 PAY_CHECKS_PER_MINUTE = 5
@@ -41,83 +45,71 @@ async def _card(context: ContextTypes.DEFAULT_TYPE, product_id: int) -> catalog.
 
 
 async def show_quantity(update: Update, context: ContextTypes.DEFAULT_TYPE, product_id: int,
-                        quantity: int) -> None:
-    """The quantity picker."""
+                        quantity: int, notice: str | None = None) -> None:
+    """The quantity picker (never above free stock; a typed number is the quantity)."""
     card = await _card(context, product_id)
     if card is None:
         await _expired(update, context)
+        return
+    lang = viewer(context).language
+    if card.stock <= 0:
+        markup = InlineKeyboardMarkup([
+            [keyboards.button(lang, "button.all_products", "c:all:0"),
+             keyboards.button(lang, "button.cart", "k:view")]])
+        await reply(update, t(context, "error.out_of_stock", product_name=card.name), markup)
         return
     text = t(context, "order.quantity", name=card.name, unit_price=str(card.price),
              quantity=quantity, subtotal=str(card.price * quantity), stock=card.stock)
-    await reply(update, text, keyboards.quantity(viewer(context).language, product_id))
+    if notice:
+        text = f"{notice}\n\n{text}"
+    await reply(update, text, keyboards.quantity(lang, product_id))
 
 
-async def show_summary(update: Update, context: ContextTypes.DEFAULT_TYPE,
-                       data: dict[str, Any], then: str) -> None:
-    """Unit price, quantity, subtotal, voucher; then the voucher question or payment methods."""
-    product_id = int(data["product_id"])
+async def _set_quantity(context: ContextTypes.DEFAULT_TYPE, product_id: int,
+                        change: Callable[[int], int]) -> tuple[int, int] | None:
+    """Apply `change` to the session's quantity, kept within 1..free stock; returns
+    (quantity, free stock), or None when the session is stale or the product is gone."""
     card = await _card(context, product_id)
     if card is None:
-        await _expired(update, context)
-        return
-    quantity = int(data["quantity"])
-    lang = viewer(context).language
-    lines = [t(context, "order.summary", name=card.name, unit_price=str(card.price),
-               quantity=quantity, subtotal=str(card.price * quantity),
-               voucher=data.get("voucher") or t(context, "order.no_voucher")), ""]
-    if then == "voucher":
-        lines.append(t(context, "order.ask_voucher"))
-        markup = keyboards.voucher_question(lang, product_id)
-    else:
-        lines.append(t(context, "order.choose_payment"))
-        markup = keyboards.payment_methods(lang, product_id)
-    await reply(update, "\n".join(lines), markup)
+        return None
+    limit = max(1, min(MAX_QUANTITY, card.stock))
 
-
-async def voucher_typed(update: Update, context: ContextTypes.DEFAULT_TYPE,
-                        data: dict[str, Any], code: str) -> None:
-    """A typed voucher code: remembered; the worker validates it with the order."""
-    code = code.strip().upper()[:32]
-
-    def put(current: dict[str, Any] | None) -> dict[str, Any] | None:
-        if not current or current.get("flow") != "order":
+    def bump(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        if not current or current.get("flow") != "order" \
+                or current.get("product_id") != product_id:
             return current
-        return {**current, "voucher": code, "step": "payment"}
+        quantity = min(limit, max(1, change(int(current.get("quantity", 1)))))
+        return {**current, "quantity": quantity}
 
-    stored = await sessions.update(context, viewer(context).user_id, put)
-    if not stored or stored.get("flow") != "order":
+    stored = await sessions.update(context, viewer(context).user_id, bump)
+    if not stored or stored.get("flow") != "order" or stored.get("product_id") != product_id:
+        return None
+    return int(stored["quantity"]), card.stock
+
+
+async def quantity_typed(update: Update, context: ContextTypes.DEFAULT_TYPE,
+                         data: dict[str, Any], text: str) -> None:
+    """A typed number while choosing a quantity is the quantity (capped by free stock);
+    anything else gets the hint of what is expected."""
+    product_id = int(data["product_id"])
+    clean = text.strip()
+    if not clean.isdigit() or len(clean) > 7 or int(clean) < 1:
+        await show_quantity(update, context, product_id, int(data.get("quantity", 1)),
+                            t(context, "order.quantity_hint"))
+        return
+    wanted = int(clean)
+    done = await _set_quantity(context, product_id, lambda _q: wanted)
+    if done is None:
         await _expired(update, context)
         return
-    await show_summary(update, context, stored, then="payment")
-
-
-async def _place(update: Update, context: ContextTypes.DEFAULT_TYPE, product_id: int,
-                 method: str) -> None:
-    """Take the order session (atomically, so a double tap places one order) and enqueue."""
-    who = viewer(context)
-    taken: dict[str, Any] = {}
-
-    def take(current: dict[str, Any] | None) -> dict[str, Any] | None:
-        taken.clear()
-        if current and current.get("flow") == "order" \
-                and current.get("product_id") == product_id:
-            taken.update(current)
-            return None
-        return current
-
-    await sessions.update(context, who.user_id, take)
-    if not isinstance(taken.get("quantity"), int):
-        await _expired(update, context)
-        return
-    await rt(context).enqueue(
-        "quickcart.create_order", user_id=who.user_id, product_id=product_id,
-        quantity=int(taken["quantity"]), payment_method=method,
-        idempotency_key=intent_key(update.update_id), voucher_code=taken.get("voucher"))
-    await reply(update, t(context, "order.processing"))
+    quantity, stock = done
+    notice = t(context, "order.quantity_capped", available=stock) if quantity < wanted else None
+    await show_quantity(update, context, product_id, quantity, notice)
 
 
 async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """o:buy, o:q, o:qok, o:v, o:vs, o:pq, o:pb, o:pbok (all carry the product id)."""
+    """o:buy, o:q, o:qok (all carry the product id); older summary buttons (o:v, o:vs, o:pq,
+    o:pb, o:pbok) answer with the current summary or the product."""
     query = update.callback_query
     assert query is not None and query.data is not None
     await query.answer()
@@ -135,46 +127,28 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         return
     data = await _order_session(context, product_id)
     if data is None:
-        await _expired(update, context)
+        # A stale button: the current state of what it was about, never a broken flow.
+        current = await sessions.get(context, who.user_id)
+        if current and current.get("flow") == "checkout":
+            await cart_handlers.show_summary(update, context)
+        else:
+            await catalog_handlers.show_product(update, context, product_id)
         return
     if action == "q":
-        delta = int(parts[3]) if len(parts) > 3 and parts[3].lstrip("-").isdigit() else 0
-
-        def bump(current: dict[str, Any] | None) -> dict[str, Any] | None:
-            if not current or current.get("product_id") != product_id:
-                return current
-            quantity = min(MAX_QUANTITY, max(1, int(current.get("quantity", 1)) + delta))
-            return {**current, "quantity": quantity}
-
-        stored = await sessions.update(context, who.user_id, bump)
-        if not stored or stored.get("product_id") != product_id:
+        delta = int(parts[3]) if len(parts) > 3 and parts[3].lstrip("-").isdigit() \
+            and len(parts[3]) <= 4 else 0
+        done = await _set_quantity(context, product_id, lambda q: q + delta)
+        if done is None:
             await _expired(update, context)
             return
-        if stored["quantity"] != data["quantity"]:
-            await show_quantity(update, context, product_id, int(stored["quantity"]))
+        notice = (t(context, "order.quantity_capped", available=done[1])
+                  if delta > 0 and done[0] == data["quantity"] else None)
+        await show_quantity(update, context, product_id, done[0], notice)
     elif action == "qok":
-        await show_summary(update, context, data, then="voucher")
-    elif action == "v":
-        await sessions.update(context, who.user_id,
-                              lambda cur: {**cur, "step": "voucher"} if cur else cur)
-        await reply(update, t(context, "order.voucher_prompt"))
-    elif action == "vs":
-        await show_summary(update, context, {**data, "voucher": None}, then="payment")
-        await sessions.update(context, who.user_id,
-                              lambda cur: {**cur, "voucher": None, "step": "payment"}
-                              if cur else cur)
-    elif action == "pq":
-        await _place(update, context, product_id, "qris")
-    elif action == "pb":
-        card = await _card(context, product_id)
-        runtime = rt(context)
-        balance = await runtime.call(account.balance, runtime.engine, who.user_id)
-        price = card.price if card else Decimal(0)
-        await reply(update, t(context, "order.confirm_balance",
-                              subtotal=str(price * int(data["quantity"])), balance=str(balance)),
-                    keyboards.confirm_balance(who.language, product_id))
-    elif action == "pbok":
-        await _place(update, context, product_id, "account_balance")
+        await cart_handlers.start_checkout(update, context, "direct",
+                                           [(product_id, int(data["quantity"]))])
+    else:
+        await show_quantity(update, context, product_id, int(data["quantity"]))
 
 
 async def on_payment_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -193,8 +167,17 @@ async def on_payment_button(update: Update, context: ContextTypes.DEFAULT_TYPE) 
         if count > PAY_CHECKS_PER_MINUTE:
             await query.answer(t(context, "payment.too_many_checks"))
             return
-        await runtime.enqueue("quickcart.confirm_payment", invoice_id=invoice)
+        state = await runtime.call(orders.payment_status, runtime.engine, who.user_id, invoice)
         await query.answer(t(context, "payment.checking"))
+        if state is None:
+            await reply(update, t(context, "error.session_expired"),
+                        keyboards.main_menu(who.language))
+            return
+        if state["status"] == "pending":
+            # Ask the gateway too: a payment it has but whose webhook was lost settles now.
+            await runtime.enqueue("quickcart.confirm_payment", invoice_id=invoice)
+        await reply(update, t(context, STATUS_KEYS[state["status"]], **state),
+                    _status_buttons(who.language, state))
     elif action == "cancel":
         if invoice.startswith("DP"):
             await runtime.enqueue("quickcart.cancel_deposit", user_id=who.user_id,
@@ -209,3 +192,20 @@ async def on_payment_button(update: Update, context: ContextTypes.DEFAULT_TYPE) 
         await query.answer(t(context, "payment.cancelling"))
     else:
         await query.answer()
+
+
+STATUS_KEYS = {"pending": N_("payment.status_pending"), "paid": N_("payment.status_paid"),
+               "expired": N_("payment.status_expired"),
+               "cancelled": N_("payment.status_cancelled")}
+
+
+def _status_buttons(lang: str, state: dict[str, Any]) -> InlineKeyboardMarkup:
+    """Next steps after "Cek status": check again / cancel while pending; history or the
+    menu after."""
+    if state["status"] == "pending":
+        invoice = state["invoice_id"]
+        return InlineKeyboardMarkup([[
+            keyboards.button(lang, "button.check_status", f"pay:check:{invoice}"),
+            keyboards.button(lang, "button.cancel", f"pay:cancel:{invoice}")]])
+    return InlineKeyboardMarkup([[keyboards.button(lang, "button.history", "a:hist:0"),
+                                  keyboards.button(lang, "button.main_menu", "m:home")]])

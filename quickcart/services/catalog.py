@@ -163,6 +163,37 @@ def in_stock_ids(engine: Engine, limit: int = 24) -> list[int]:
             " ORDER BY p.sold_count DESC, p.id LIMIT :n"), {"n": limit}).scalars())
 
 
+@dataclass(frozen=True)
+class TopBuyer:
+    """A shopper on the Top Buyers board, name masked."""
+
+    masked_name: str
+    orders: int
+    total: Decimal
+
+
+def mask_name(name: str | None) -> str:
+    """`Budi` → `Bu***i`: enough to recognise yourself, not enough to identify others."""
+    clean = (name or "").strip() or "?"
+    if len(clean) <= 3:
+        return clean[0] + "***"
+    return clean[:2] + "***" + clean[-1]
+
+
+def top_buyers(engine: Engine, limit: int = 10) -> list[TopBuyer]:
+    """The `limit` shoppers who paid most this calendar month (Asia/Jakarta), by amount paid,
+    with their number of paid orders. Reads only."""
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT u.name, count(*) AS orders, sum(o.total_bill) AS total"
+            " FROM orders o JOIN users u ON u.id = o.user_id"
+            " WHERE o.status = 'paid' AND u.erased_at IS NULL"
+            " AND o.paid_at >= date_trunc('month', now() AT TIME ZONE 'Asia/Jakarta')"
+            " AT TIME ZONE 'Asia/Jakarta'"
+            " GROUP BY u.id, u.name ORDER BY total DESC, u.id LIMIT :n"), {"n": limit}).all()
+    return [TopBuyer(mask_name(r.name), int(r.orders), Decimal(r.total)) for r in rows]
+
+
 def stock_overview(engine: Engine) -> list[tuple[int, str, int]]:
     """(id, name, free units) of every active product."""
     with engine.connect() as conn:

@@ -34,6 +34,8 @@ class DeliveryPayload:
     contents: list[str]
     resend: bool
     language: str | None = None
+    # (product name, its units' contents) per product, in the order's item order.
+    sections: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def as_document(self) -> bool:
@@ -42,8 +44,24 @@ class DeliveryPayload:
                 or sum(len(c) + 1 for c in self.contents) > MAX_INLINE_CHARS)
 
     def document_text(self) -> str:
-        """The .txt file: one unit per line, headed by the invoice."""
-        return f"# {self.invoice_id}\n" + "\n".join(self.contents) + "\n"
+        """The .txt file: headed by the invoice, a section per product, one unit per line."""
+        if len(self.sections) <= 1:
+            return f"# {self.invoice_id}\n" + "\n".join(self.contents) + "\n"
+        parts = [f"# {self.invoice_id}"]
+        for name, contents in self.sections:
+            parts += ["", f"## {name} x{len(contents)}", *contents]
+        return "\n".join(parts) + "\n"
+
+    def sectioned_text(self) -> str:
+        """The chat message's body: the units, under a heading per product when several."""
+        if len(self.sections) <= 1:
+            return "\n".join(self.contents)
+        return "\n\n".join(f"📦 {name} × {len(contents)}\n" + "\n".join(contents)
+                            for name, contents in self.sections)
+
+    def summary(self) -> str:
+        """Each product and its quantity: "Netflix × 2, Spotify × 1"."""
+        return ", ".join(f"{name} × {len(contents)}" for name, contents in self.sections)
 
 
 # The lease and what it hands out, in one statement and one round trip: the UPDATE's WHERE is
@@ -55,6 +73,9 @@ _CLAIM = (
     " WHERE id = :o AND status = 'paid'"
     " AND (CAST(:req AS bigint) IS NULL OR user_id = :req)"
     " AND (delivered_at IS NULL OR :resend)"
+    # Held by the risk rules (quickcart/services/review.py) until an admin approves.
+    " AND NOT EXISTS (SELECT 1 FROM risk_reviews rv WHERE rv.order_id = :o"
+    " AND rv.status <> 'approved')"
     " AND (delivery_claimed_until IS NULL OR delivery_claimed_until <= :now"
     " OR (CAST(:by AS text) IS NOT NULL AND delivery_claimed_by = :by))"
     " RETURNING id, user_id, invoice_id)"
@@ -85,9 +106,13 @@ def claim_delivery(engine: Engine, order_id: int, resend: bool = False,
         return None
     items = [r for r in rows if r.content is not None]
     first = rows[0]
+    grouped: dict[str, list[str]] = {}
+    for r in items:
+        grouped.setdefault(str(r.name), []).append(str(r.content))
     return DeliveryPayload(order_id, first.user_id, first.invoice_id,
                            sorted({r.name for r in items}), [r.content for r in items], resend,
-                           first.language or get_settings().default_language)
+                           first.language or get_settings().default_language,
+                           tuple((name, tuple(c)) for name, c in grouped.items()))
 
 
 def complete_delivery(engine: Engine, order_id: int, owner: str | None = None) -> bool:
@@ -121,5 +146,7 @@ def undelivered_orders(engine: Engine, grace_seconds: int = 30, limit: int = 200
             sql("SELECT id FROM orders WHERE status = 'paid' AND delivered_at IS NULL"
                  " AND paid_at <= now() - make_interval(secs => :g)"
                  " AND (delivery_claimed_until IS NULL OR delivery_claimed_until < now())"
+                 " AND NOT EXISTS (SELECT 1 FROM risk_reviews rv WHERE rv.order_id = orders.id"
+                 " AND rv.status <> 'approved')"
                  " ORDER BY paid_at LIMIT :n"), {"g": grace_seconds, "n": limit},
         ).scalars())

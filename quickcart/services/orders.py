@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,18 +19,26 @@ from quickcart.db.uow import UnitOfWork, actor_statement, connection_unit_of_wor
 from quickcart.domain.codes import new_invoice_id
 from quickcart.domain.errors import ShopError
 from quickcart.domain.money import ZERO, as_text
-from quickcart.domain.pricing import PAYMENT_METHODS, Bill, make_bill, unit_price
+from quickcart.domain.pricing import PAYMENT_METHODS, Bill, make_bill
 from quickcart.i18n import N_
-from quickcart.services import topics, vouchers
+from quickcart.services import discounts as catalog_discounts
+from quickcart.services import fraud, topics, vouchers
 from quickcart.services.effects import Effects
 from quickcart.services.ledger import checked_move_statements
 
 MAX_QUANTITY = 1000
+# Distinct products in one order (a cart holds at most this many lines).
+MAX_LINES = 20
 
 
 @dataclass(frozen=True)
 class CreateOrder:
-    """A shopper's intent to buy `quantity` units of one product."""
+    """A shopper's intent to buy: `quantity` units of one product ("Beli sekarang"), or the
+    cart's `lines` ((product_id, quantity) pairs; when given, product_id/quantity are unused).
+
+    `expected_total`, when given, is the total the shopper was shown on the summary: an order
+    whose bill would differ (a price changed meanwhile) is refused, never created, so the
+    order row always equals what the shopper agreed to."""
 
     user_id: int
     product_id: int
@@ -37,6 +46,20 @@ class CreateOrder:
     payment_method: str
     idempotency_key: str
     voucher_code: str | None = None
+    lines: tuple[tuple[int, int], ...] | None = None
+    expected_total: str | None = None
+    reply_to: int | None = None  # the bot's "⏳ … sedang diproses" message, edited into the outcome
+
+    def items(self) -> list[tuple[int, int]]:
+        """The order's (product_id, quantity) lines, merged per product, by product id.
+
+        Sorted by product id: units are taken product by product in this order (the
+        documented lock order for a multi-product order; see `_take_units`)."""
+        merged: dict[int, int] = {}
+        for product_id, quantity in (self.lines if self.lines is not None
+                                     else ((self.product_id, self.quantity),)):
+            merged[product_id] = merged.get(product_id, 0) + quantity
+        return sorted(merged.items())
 
 
 @dataclass
@@ -70,20 +93,22 @@ def create_order(engine: Engine, cmd: CreateOrder) -> Outcome:
                 plan = _check(uow.session, cmd, found, now)
             except ShopError as refusal:
                 # Nothing but locks was taken yet: record the refusal in this transaction.
-                result = _refuse(effects, cmd.user_id, refusal)
+                result = _refuse(effects, cmd.user_id, refusal, cmd.reply_to)
             else:
                 result, writes = _writes(effects, cmd, plan, now)
             return _commit_claimed(uow, effects, cmd.idempotency_key, "create_order", result,
                                    writes)
     except ShopError as refusal:
-        return reject(engine, cmd.user_id, cmd.idempotency_key, "create_order", refusal)
+        return reject(engine, cmd.user_id, cmd.idempotency_key, "create_order", refusal,
+                      cmd.reply_to)
 
 
-def reject(engine: Engine, user_id: int, key: str, scope: str, refusal: ShopError) -> Outcome:
+def reject(engine: Engine, user_id: int, key: str, scope: str, refusal: ShopError,
+           reply_to: int | None = None) -> Outcome:
     """Record a refusal under the intent's key with its message; nothing else changes."""
     with connection_unit_of_work(engine) as uow:
         effects = Effects(uow.session)
-        result = _refuse(effects, user_id, refusal)
+        result = _refuse(effects, user_id, refusal, reply_to)
         return _commit_claimed(uow, effects, key, scope, result, [])
 
 
@@ -103,16 +128,77 @@ def _commit_claimed(uow: UnitOfWork[Connection], effects: Effects, key: str, sco
     return Outcome(result, effects.messages)
 
 
-def _refuse(effects: Effects, user_id: int, refusal: ShopError) -> dict[str, Any]:
-    effects.message(user_id, f"error.{refusal.code}", **refusal.params)
+# The next steps a refusal of a checkout offers, as rows of (label key, callback data); the
+# callback data are the bot's (bot/handlers/cart.py: k:sum re-opens the summary, k:view the
+# cart, k:po / k:pc show / cancel the pending order; a:dep tops up; c:all:0 the catalog).
+_BACK_TO_SUMMARY = (N_("button.back_to_summary"), "k:sum")
+NEXT_STEPS: dict[str, list[list[tuple[str, str]]]] = {
+    "insufficient_balance": [[(N_("button.topup"), "a:dep"), _BACK_TO_SUMMARY]],
+    "out_of_stock": [[(N_("button.change_quantity"), "k:view")],
+                     [(N_("button.catalog"), "c:all:0")]],
+    "not_enough_stock": [[(N_("button.change_quantity"), "k:view")],
+                         [(N_("button.catalog"), "c:all:0")]],
+    "product_unavailable": [[(N_("button.change_quantity"), "k:view")],
+                            [(N_("button.catalog"), "c:all:0")]],
+    "pending_order_exists": [[(N_("button.show_order"), "k:po"),
+                              (N_("button.cancel_and_new"), "k:pc")]],
+    "bill_changed": [[_BACK_TO_SUMMARY]],
+    "voucher_unknown": [[_BACK_TO_SUMMARY]],
+    "voucher_used": [[_BACK_TO_SUMMARY]],
+    "voucher_expired": [[_BACK_TO_SUMMARY]],
+    "voucher_cooldown": [[_BACK_TO_SUMMARY]],
+}
+
+
+def _refuse(effects: Effects, user_id: int, refusal: ShopError,
+            reply_to: int | None = None) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if reply_to is not None:
+        # A refusal of the bot's checkout: it replaces the processing message and never
+        # ends the conversation (every refusal offers its next step).
+        extra = {"_edit": reply_to,
+                 "_buttons": NEXT_STEPS.get(refusal.code,
+                                            [[(N_("button.main_menu"), "m:home")]])}
+    effects.message(user_id, f"error.{refusal.code}", **refusal.params, **extra)
     return refusal.to_dict()
 
 
 def _validate(cmd: CreateOrder) -> None:
     if cmd.payment_method not in PAYMENT_METHODS:
         raise ShopError("invalid_payment_method")
-    if not isinstance(cmd.quantity, int) or not 1 <= cmd.quantity <= MAX_QUANTITY:
+    raw = cmd.lines if cmd.lines is not None else ((cmd.product_id, cmd.quantity),)
+    if not 1 <= len(raw) <= MAX_LINES:
+        raise ShopError("cart_too_large", max=MAX_LINES)
+    for product_id, quantity in raw:
+        if not isinstance(product_id, int) or isinstance(product_id, bool) \
+                or not 1 <= product_id <= 2**31 - 1:
+            raise ShopError("product_unavailable", product_id=product_id)
+        if not isinstance(quantity, int) or isinstance(quantity, bool) \
+                or not 1 <= quantity <= MAX_QUANTITY:
+            raise ShopError("invalid_quantity", max=MAX_QUANTITY)
+    if sum(q for _p, q in cmd.items()) > MAX_QUANTITY:
         raise ShopError("invalid_quantity", max=MAX_QUANTITY)
+
+
+@dataclass(frozen=True)
+class _Line:
+    """One product of an order: its price for the buyer and the free units taken for it."""
+
+    product_id: int
+    product_name: str
+    price: Decimal
+    units: list[uuid.UUID]
+
+    @property
+    def quantity(self) -> int:
+        """Units of this line."""
+        return len(self.units)
+
+    def as_result(self) -> dict[str, Any]:
+        """JSON-ready form for the intent's result."""
+        return {"product_id": self.product_id, "product_name": self.product_name,
+                "quantity": self.quantity, "unit_price": as_text(self.price),
+                "line_total": as_text(self.price * self.quantity)}
 
 
 @dataclass(frozen=True)
@@ -120,34 +206,37 @@ class _Plan:
     """What the checks of an order decided, before anything is written."""
 
     order_id: int
-    product_name: str
-    price: Decimal
+    lines: list[_Line]
     bill: Bill
-    units: list[uuid.UUID]
     voucher_id: int | None
 
 
 _READ_FOR_ORDER = (
     "SELECT k.key IS NOT NULL AS claimed, k.result AS prior,"
     " u.id AS user_id, u.is_banned, u.member_status, u.account_balance,"
-    " p.name, p.is_active, p.customer_price, p.reseller_price,"
     " o.invoice_id, o.total_bill, o.expires_at,"
+    # Prices as text: JSON numbers would come back as floats.
+    " (SELECT json_agg(json_build_object('id', p.id, 'name', p.name, 'active', p.is_active,"
+    " 'customer_price', p.customer_price::text, 'reseller_price', p.reseller_price::text,"
+    # The product's running discounts and reseller floor (issue 23), for the price below.
+    " 'reseller_discount_floor', p.reseller_discount_floor::text,"
+    " 'discounts', " + catalog_discounts.DISCOUNTS_JSON + "))"
+    " FROM products p WHERE p.id = ANY(CAST(:ps AS int[]))) AS products,"
     " nextval('orders_id_seq') AS next_order_id"
     " FROM (SELECT 1) AS one"
     " LEFT JOIN idempotency_keys k ON k.key = :k"
     " LEFT JOIN users u ON u.id = :lock_user"
-    " LEFT JOIN products p ON p.id = :p"
     " LEFT JOIN orders o ON o.user_id = :lock_user AND o.status = 'pending'"
 )
 
 
 def _lock_and_read(session: Tx, cmd: CreateOrder) -> Record:
-    """Name the actor, lock the user, then read the intent's key, the user, the product and
+    """Name the actor, lock the user, then read the intent's key, the user, the products and
     the user's pending order, and draw the new order's id, in one round trip."""
     actor = actor_statement(cmd.user_id, "user", {"intent": cmd.idempotency_key})
     return locks.lock_user_then(session, cmd.user_id, (_READ_FOR_ORDER, {
-        "k": cmd.idempotency_key, "lock_user": cmd.user_id, "p": cmd.product_id}),
-        first=actor).one()
+        "k": cmd.idempotency_key, "lock_user": cmd.user_id,
+        "ps": [p for p, _q in cmd.items()]}), first=actor).one()
 
 
 def _check(session: Tx, cmd: CreateOrder, found: Record, now: datetime) -> _Plan:
@@ -160,24 +249,55 @@ def _check(session: Tx, cmd: CreateOrder, found: Record, now: datetime) -> _Plan
     if found.invoice_id is not None:
         raise ShopError("pending_order_exists", invoice_id=found.invoice_id,
                         total=str(found.total_bill), expires_at=found.expires_at.isoformat())
-    if found.name is None or not found.is_active:
-        raise ShopError("product_unavailable", product_id=cmd.product_id)
+    products = {int(p["id"]): p for p in (found.products or [])}
+    for product_id, _quantity in cmd.items():
+        product = products.get(product_id)
+        if product is None or not product["active"]:
+            raise ShopError("product_unavailable", product_id=product_id,
+                            product_name=product["name"] if product else str(product_id))
     voucher = (vouchers.hold_voucher(session, cmd.user_id, cmd.voucher_code, now)
                if cmd.voucher_code else None)
-    units = locks.take_free_units(session, cmd.product_id, cmd.quantity)
-    if len(units) < cmd.quantity:
-        # What SKIP LOCKED handed us is what is available: units other buyers hold right now
-        # are not (they are being sold), so they are not offered.
-        raise ShopError("out_of_stock" if not units else "not_enough_stock",
-                        product_id=cmd.product_id, available=len(units))
-    price = unit_price(found.member_status, found.customer_price, found.reseller_price)
-    bill = make_bill(price * cmd.quantity, voucher.amount if voucher else ZERO,
+    lines = _take_units(session, cmd, products, found.member_status)
+    subtotal = sum((line.price * line.quantity for line in lines), ZERO)
+    # A voucher's discount: its amount, or a percentage up to its cap, above its minimum.
+    bill = make_bill(subtotal, vouchers.voucher_discount(voucher, subtotal) if voucher else ZERO,
                      cmd.payment_method)
+    if cmd.expected_total is not None and bill.total != Decimal(cmd.expected_total):
+        raise ShopError("bill_changed", total=str(bill.total), expected=cmd.expected_total)
     if cmd.payment_method == "account_balance" and bill.total > found.account_balance:
         raise ShopError("insufficient_balance", balance=str(found.account_balance),
-                        needed=str(bill.total))
-    return _Plan(int(found.next_order_id), found.name, price, bill, units,
-                 voucher.id if voucher else None)
+                        needed=str(bill.total),
+                        short=str(bill.total - found.account_balance))
+    # Risk rules under the user lock: a block refuses here; a held balance order is born paid
+    # and held for review (quickcart/services/fraud.py).
+    fraud.screen(session, cmd.user_id, bill.total, external=cmd.payment_method == "qris",
+                 paid_now=cmd.payment_method != "qris" or bill.total == ZERO,
+                 order_id=int(found.next_order_id))
+    return _Plan(int(found.next_order_id), lines, bill, voucher.id if voucher else None)
+
+
+def _take_units(session: Tx, cmd: CreateOrder, products: dict[int, Any],
+                role: str) -> list[_Line]:
+    """Take every line's free units, or refuse the whole order (all or nothing).
+
+    Lock order: lines by ascending product id, units of a product by (created_at, id), each
+    with SKIP LOCKED. A buyer never waits on a unit another buyer holds, so two carts holding
+    the same products in different orders cannot deadlock; the first short line refuses the
+    order, and the transaction (which wrote nothing) releases what it had taken."""
+    lines = []
+    for product_id, quantity in cmd.items():
+        product = products[product_id]
+        units = locks.take_free_units(session, product_id, quantity)
+        if len(units) < quantity:
+            # What SKIP LOCKED handed us is what is available: units other buyers hold right
+            # now are not (they are being sold), so they are not offered.
+            raise ShopError("out_of_stock" if not units else "not_enough_stock",
+                            product_id=product_id, product_name=product["name"],
+                            available=len(units), requested=quantity)
+        # THE unit price (domain/pricing.product_price) with the product's discounts.
+        price = catalog_discounts.product_price(product, role).price
+        lines.append(_Line(product_id, product["name"], price, units))
+    return lines
 
 
 _ORDER_COLUMNS = ("INSERT INTO orders (id, invoice_id, user_id, subtotal, voucher_discount,"
@@ -204,6 +324,17 @@ _SELL_UNITS = (
     " SELECT :p, count(*), :o FROM sold")
 
 
+_LINE_PARAMS = re.compile(r":(p|ids|price)\b")
+
+
+def _line_statement(statement: str, n: int, order_id: int, line: _Line) -> Statement:
+    """`statement` for the order's `n`th line, its parameters numbered: the lines' statements
+    share one script, whose parameter names must be unique."""
+    return (_LINE_PARAMS.sub(lambda m: f":{m.group(1)}_{n}", statement),
+            {"o": order_id, f"p_{n}": line.product_id, f"ids_{n}": line.units,
+             f"price_{n}": line.price})
+
+
 def _writes(effects: Effects, cmd: CreateOrder, plan: _Plan,
             now: datetime) -> tuple[dict[str, Any], list[Statement]]:
     """The checked order's writes, as one script: order, items, units reserved; paid at once
@@ -214,15 +345,13 @@ def _writes(effects: Effects, cmd: CreateOrder, plan: _Plan,
     paid = cmd.payment_method == "account_balance" or bill.total == ZERO
     order = {"o": order_id, "inv": invoice_id, "u": cmd.user_id, "sub": bill.subtotal,
              "disc": bill.voucher_discount, "fee": bill.payment_fee, "total": bill.total,
-             "m": cmd.payment_method, "exp": expires_at, "p": cmd.product_id,
-             "ids": plan.units, "price": plan.price, "now": now}
-    if paid:
-        # Paid at once: the order is born paid and its units are reserved and sold by one
-        # write each, not written pending and then settled (a second version of the order row
-        # and of every unit, each with its index entries, triggers and audit record).
-        writes: list[Statement] = [(_INSERT_PAID_ORDER, order), (_SELL_UNITS, order)]
-    else:
-        writes = [(_INSERT_PENDING_ORDER, order), (_RESERVE_UNITS, order)]
+             "m": cmd.payment_method, "exp": expires_at, "now": now}
+    # Paid at once: the order is born paid and its units are reserved and sold by one write
+    # per line, not written pending and then settled (a second version of the order row and
+    # of every unit, each with its index entries, triggers and audit record).
+    writes: list[Statement] = [(_INSERT_PAID_ORDER if paid else _INSERT_PENDING_ORDER, order)]
+    writes += [_line_statement(_SELL_UNITS if paid else _RESERVE_UNITS, n, order_id, line)
+               for n, line in enumerate(plan.lines)]
     if plan.voucher_id is not None:
         writes += vouchers.held_voucher_statements(plan.voucher_id, order_id, cmd.user_id, now,
                                                    paid=paid)
@@ -237,10 +366,23 @@ def _writes(effects: Effects, cmd: CreateOrder, plan: _Plan,
         effects.add(topics.START_QRIS, {"kind": "order", "id": order_id})
         effects.schedule_expiry("order", order_id, expires_at)
         status = "pending"
+    if cmd.reply_to is not None:
+        # The bot's processing message becomes the outcome (the QR photo and the delivery
+        # follow as messages of their own).
+        buttons = [[(N_("button.history"), "a:hist:0"), (N_("button.main_menu"), "m:home")]]
+        if not paid:
+            buttons = [[(N_("button.check_status"), f"pay:check:{invoice_id}"),
+                        (N_("button.cancel"), f"pay:cancel:{invoice_id}")]]
+        effects.message(cmd.user_id, N_("order.placed_paid") if paid else N_("order.placed_qris"),
+                        invoice_id=invoice_id, total_bill=as_text(bill.total),
+                        _edit=cmd.reply_to, _buttons=buttons)
+    first = plan.lines[0]
     return {
         "status": status, "order_id": order_id, "invoice_id": invoice_id,
-        "product_id": cmd.product_id, "product_name": plan.product_name,
-        "quantity": cmd.quantity, "unit_price": as_text(plan.price),
+        "product_id": first.product_id, "product_name": first.product_name,
+        "quantity": sum(line.quantity for line in plan.lines),
+        "unit_price": as_text(first.price),
+        "lines": [line.as_result() for line in plan.lines],
         "subtotal": as_text(bill.subtotal),
         "voucher_discount": as_text(bill.voucher_discount),
         "payment_fee": as_text(bill.payment_fee),
@@ -354,6 +496,42 @@ def cancel_own_order(engine: Engine, user_id: int, order_id: int | None = None) 
     if found is None:
         return Outcome({"status": "rejected", "error": "no_pending_order"})
     return expire_order(engine, found, status="cancelled", reason="user", actor_id=user_id)
+
+
+def pending_order_view(engine: Engine, user_id: int) -> dict[str, Any] | None:
+    """The user's pending order for the bot (invoice, total, minutes left), or None."""
+    with engine.connect() as conn:
+        row = conn.execute(sql(
+            "SELECT invoice_id, total_bill, expires_at FROM orders"
+            " WHERE user_id = :u AND status = 'pending'"), {"u": user_id}).first()
+    if row is None:
+        return None
+    return {"invoice_id": row.invoice_id, "total_bill": as_text(row.total_bill),
+            "minutes": _minutes_left(row.expires_at)}
+
+
+def _minutes_left(expires_at: datetime) -> int:
+    return max(0, -(-int((expires_at - datetime.now(UTC)).total_seconds()) // 60))
+
+
+def payment_status(engine: Engine, user_id: int, invoice_id: str) -> dict[str, Any] | None:
+    """Where the user's order or deposit `invoice_id` stands (reads only): kind, status,
+    minutes left while pending, delivered or not; None when it is not theirs."""
+    with engine.connect() as conn:
+        row = conn.execute(sql(
+            "SELECT 'order' AS kind, status, expires_at, total_bill, delivered_at"
+            " FROM orders WHERE invoice_id = :i AND user_id = :u"
+            " UNION ALL SELECT 'deposit', status, expires_at, total_bill, NULL"
+            " FROM deposits WHERE invoice_id = :i AND user_id = :u"),
+            {"i": invoice_id[:40], "u": user_id}).first()
+    if row is None:
+        return None
+    status = row.status
+    if status == "pending" and row.expires_at <= datetime.now(UTC):
+        status = "expired"  # due; the expiry worker is about to release it
+    return {"kind": row.kind, "status": status, "invoice_id": invoice_id,
+            "total_bill": as_text(row.total_bill), "minutes": _minutes_left(row.expires_at),
+            "delivered": row.delivered_at is not None}
 
 
 def due_orders(engine: Engine, now: datetime | None = None, limit: int = 500) -> list[int]:
