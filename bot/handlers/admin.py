@@ -1,28 +1,26 @@
 """Admin commands (pipe-separated arguments). Non-admins get the unknown-command hint; a wrong
-format gets the syntax and an example. Each command enqueues one worker task, which answers."""
+format gets the syntax and an example. Each command enqueues one worker task, which answers.
+The catalog, stock, promotion and broadcast commands: bot/handlers/admin_catalog.py and
+bot/handlers/admin_broadcast.py."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Coroutine
-from pathlib import PurePosixPath
 from typing import Any
 
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from bot import sessions
+from bot.handlers import audit as audit_handlers
 from bot.handlers.catalog import reply
 from bot.runtime import intent_key, lang, rt, t, viewer
 from quickcart import bot_commands
-from quickcart.services import admin as admin_service
 
 # command → (the role it sets, the role the target must have first: /rmadmin demotes admins
 # only, /rmress resellers only; None = any).
 ROLE_COMMANDS: dict[str, tuple[str, str | None]] = {
     "addreseller": ("reseller", None), "rmress": ("customer", "reseller"),
     "addadmin": ("admin", None), "rmadmin": ("customer", "admin")}
-STOCK_SUFFIXES = (".txt", ".csv")
 # /editname, /editcat, /editprice, /editdesc → the product field they change.
 EDIT_COMMANDS = {"editname": "name", "editcat": "category", "editprice": "price",
                  "editdesc": "description"}
@@ -44,13 +42,6 @@ def _int(value: str) -> int:
     if not value.lstrip("-").isdigit():
         raise Usage
     return int(value)
-
-
-def _uuid(value: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise Usage from None
 
 
 def _text_after_first_pipe(update: Update) -> tuple[str, str]:
@@ -83,13 +74,7 @@ async def _dispatch(update: Update, context: ContextTypes.DEFAULT_TYPE, command:
     who = viewer(context)
     args = _args(update)
     actor = who.user_id
-    if command == "add":
-        if len(args) < 4 or not args[1]:
-            raise Usage
-        await _queued(update, context, "quickcart.admin_add_product", actor_id=actor,
-                      product_id=_int(args[0]), name=args[1], category=args[2],
-                      price=_amount(args[3]), description="|".join(args[4:]))
-    elif command == "del":
+    if command == "del":
         if len(args) != 1:
             raise Usage
         await _queued(update, context, "quickcart.admin_delete_product", actor_id=actor,
@@ -99,18 +84,6 @@ async def _dispatch(update: Update, context: ContextTypes.DEFAULT_TYPE, command:
             raise Usage
         await _queued(update, context, "quickcart.admin_reseller_price", actor_id=actor,
                       product_id=_int(args[0]), price=_amount(args[1]))
-    elif command == "addstock":
-        if len(args) != 1:
-            raise Usage
-        product_id = _int(args[0])
-        runtime = rt(context)
-        if not await runtime.call(admin_service.product_exists, runtime.engine, product_id):
-            # Said at once: the admin must not upload a file only to hear it then.
-            await reply(update, t(context, "error.product_not_found", product_id=product_id))
-            return
-        await sessions.start(context, actor, "addstock", product_id=product_id)
-        await reply(update, t(context, "admin.addstock_prompt", product_id=product_id))
-        return
     elif command in ("ban", "unban"):
         if len(args) != 1:
             raise Usage
@@ -127,36 +100,16 @@ async def _dispatch(update: Update, context: ContextTypes.DEFAULT_TYPE, command:
             raise Usage
         await _queued(update, context, "quickcart.admin_adjust_balance", actor_id=actor,
                       user_id=_int(args[0]), amount=_amount(args[1]))
-    elif command == "giveaway":
-        if len(args) != 2:
-            raise Usage
-        await _queued(update, context, "quickcart.admin_giveaway", actor_id=actor,
-                      amount=_amount(args[0]), count=_int(args[1]))
-    elif command == "stats":
-        await _queued(update, context, "quickcart.admin_stats", actor_id=actor)
     elif command == "info":
         if len(args) != 1:
             raise Usage
         await _queued(update, context, "quickcart.admin_user_info", actor_id=actor,
                       user_id=_int(args[0]))
-    elif command == "broadcast":
-        text = (update.effective_message.text or "").partition(" ")[2].strip() \
-            if update.effective_message else ""
-        if not text:
-            raise Usage
-        await _queued(update, context, "quickcart.admin_broadcast", actor_id=actor,
-                      text=text[:3500])
-    elif command == "delstock":
+    elif command == "exportstock":
         if len(args) != 1:
             raise Usage
-        await _queued(update, context, "quickcart.admin_delete_stock", actor_id=actor,
-                      stock_id=_uuid(args[0]))
-    elif command in ("delallstock", "exportstock"):
-        if len(args) != 1:
-            raise Usage
-        task = "quickcart.admin_delete_all_stock" if command == "delallstock" \
-            else "quickcart.admin_export_stock"
-        await _queued(update, context, task, actor_id=actor, product_id=_int(args[0]))
+        await _queued(update, context, "quickcart.admin_export_stock", actor_id=actor,
+                      product_id=_int(args[0]))
     elif command == "transfer":
         if len(args) != 2:
             raise Usage
@@ -178,16 +131,22 @@ async def _dispatch(update: Update, context: ContextTypes.DEFAULT_TYPE, command:
     await reply(update, t(context, "admin.queued"))
 
 
-def command(name: str) -> Callable[[Update, ContextTypes.DEFAULT_TYPE],
-                                   Coroutine[Any, Any, None]]:
-    """The handler of admin command `name`."""
+Dispatch = Callable[[Update, ContextTypes.DEFAULT_TYPE, str], Coroutine[Any, Any, None]]
+
+
+def command(name: str, dispatch: Dispatch | None = None
+            ) -> Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]:
+    """The handler of admin command `name` (parsed by `dispatch`, this module's by default)."""
+    parse = dispatch or _dispatch
+
     async def handle(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Gate on the admin role, parse, enqueue."""
         if viewer(context).role != "admin":
+            await audit_handlers.note_attempt(update, context)  # audited, answered as unknown
             await reply(update, t(context, "error.unknown_command"))
             return
         try:
-            await _dispatch(update, context, name)
+            await parse(update, context, name)
         except Usage:
             await _usage(update, context, name)
     handle.__name__ = f"admin_{name}"
@@ -198,33 +157,4 @@ def command(name: str) -> Callable[[Update, ContextTypes.DEFAULT_TYPE],
 COMMANDS = bot_commands.ADMIN_COMMANDS
 
 
-async def on_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """A stock file after /addstock (or with `/addstock id` as its caption)."""
-    message = update.effective_message
-    if message is None or message.document is None:
-        return
-    who = viewer(context)
-    if who.role != "admin":
-        await reply(update, t(context, "error.unknown_command"))
-        return
-    product_id: int | None = None
-    caption = (message.caption or "").strip()
-    if caption.startswith("/addstock"):
-        rest = caption.partition(" ")[2].strip()
-        product_id = int(rest) if rest.isdigit() else None
-    else:
-        data = await sessions.get(context, who.user_id)
-        if data and data.get("flow") == "addstock" and isinstance(data.get("product_id"), int):
-            product_id = int(data["product_id"])
-    if product_id is None:
-        await _usage(update, context, "addstock")
-        return
-    name = (message.document.file_name or "").lower()
-    if PurePosixPath(name).suffix not in STOCK_SUFFIXES:
-        await reply(update, t(context, "admin.addstock_bad_file"))
-        return
-    await sessions.clear(context, who.user_id)
-    await rt(context).enqueue("quickcart.admin_import_stock", product_id=product_id,
-                              actor_id=who.user_id, upload_id=intent_key(update.update_id),
-                              file_id=message.document.file_id, chat_id=who.user_id)
-    await reply(update, t(context, "admin.queued"))
+# A stock file after /addstock: bot/handlers/admin_catalog.py on_document.

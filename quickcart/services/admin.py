@@ -1,4 +1,7 @@
-"""Admin commands: catalog, stock, users and balances. Every call is checked against its actor.
+"""Admin commands: catalog, users and balances. Every call is checked against its actor.
+
+Stock, discounts, broadcasts, admin groups and statistics have modules of their own
+(stock_admin, discounts, broadcast, admin_groups, shop_stats).
 
 Each service runs in one unit of work whose audit actor is the admin, and first verifies inside
 that transaction that the actor is an admin (member_status 'admin', not banned, not erased),
@@ -7,7 +10,6 @@ else ShopError('not_admin'). Refusals are raised before anything is written.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +25,6 @@ from quickcart.db.uow import UnitOfWork, unit_of_work
 from quickcart.domain.errors import ShopError
 from quickcart.domain.money import InvalidAmountError, rupiah
 from quickcart.services import ledger
-from quickcart.services.stock_import import ImportResult, import_items
 
 MAX_PRODUCT_ID = 2_147_483_647
 MAX_TEXT = 255
@@ -32,7 +33,6 @@ ORDER_STATUSES = ("pending", "paid", "expired", "cancelled")
 PRODUCT_FIELDS = frozenset(
     {"name", "category", "description", "customer_price", "reseller_price", "is_active"}
 )
-_EXPORT_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -56,14 +56,6 @@ class UserView:
     member_status: str
     is_banned: bool
     changed: bool
-
-
-@dataclass(frozen=True)
-class DeletedUnit:
-    """The stock unit an admin deleted."""
-
-    stock_id: uuid.UUID
-    product_id: int
 
 
 # ------------------------------------------------------------------ shared
@@ -222,119 +214,8 @@ def deactivate_product(engine: Engine, actor_id: int, product_id: int) -> Produc
     return _product_view(row)
 
 
-# ------------------------------------------------------------------ stock
-
-def product_exists(engine: Engine, product_id: int) -> bool:
-    """Whether product `product_id` exists, active or not (/addstock asks before it waits for
-    a file); a read that locks nothing."""
-    if isinstance(product_id, bool) or not 0 < product_id <= MAX_PRODUCT_ID:
-        return False
-    with engine.connect() as conn:
-        return bool(conn.execute(text("SELECT 1 FROM products WHERE id = :p"),
-                                 {"p": product_id}).scalar())
-
-
-def add_stock_lines(
-    engine: Engine, actor_id: int, product_id: int, lines: Iterable[str]
-) -> ImportResult:
-    """Add units from a chat message: one per line, stripped, blanks and duplicates skipped.
-
-    Takes the product's import lock (stock_import.lock_product_imports) so it dedupes against
-    concurrent imports. Retry-safe while the units are unsold: a repeated message finds every
-    line already in stock and adds nothing.
-    """
-    with _admin_work(engine, actor_id) as uow:
-        result = import_items(uow.session, product_id, lines)
-        uow.commit()
-    return result
-
-
-def delete_stock_unit(engine: Engine, actor_id: int, stock_id: uuid.UUID | str) -> DeletedUnit:
-    """Delete one free unit (not sold, not reserved, never in an order).
-
-    The DELETE locks the unit itself and re-checks it after any buyer holding it commits, so a
-    unit a buyer just reserved is refused. Repeating it refuses with 'stock_unit_not_found'.
-    """
-    try:
-        unit_id = stock_id if isinstance(stock_id, uuid.UUID) else uuid.UUID(str(stock_id))
-    except ValueError as exc:
-        raise ShopError("stock_unit_not_found", stock_id=str(stock_id)) from exc
-    with _admin_work(engine, actor_id) as uow:
-        session = uow.session
-        product_id = session.execute(
-            text(
-                "DELETE FROM product_stocks s WHERE s.id = :id AND NOT s.is_sold"
-                " AND s.order_id IS NULL"
-                " AND NOT EXISTS (SELECT 1 FROM released_order_items r WHERE r.stock_id = s.id)"
-                " RETURNING s.product_id"
-            ),
-            {"id": unit_id},
-        ).scalar()
-        if product_id is None:
-            state = session.execute(
-                text(
-                    "SELECT s.is_sold, s.order_id,"
-                    " EXISTS (SELECT 1 FROM released_order_items r WHERE r.stock_id = s.id)"
-                    " AS has_history FROM product_stocks s WHERE s.id = :id"
-                ),
-                {"id": unit_id},
-            ).first()
-            if state is None:
-                raise ShopError("stock_unit_not_found", stock_id=str(unit_id))
-            if state.is_sold or state.order_id is not None:
-                raise ShopError("stock_unit_in_use", stock_id=str(unit_id))
-            raise ShopError("stock_unit_has_history", stock_id=str(unit_id))
-        uow.commit()
-    return DeletedUnit(unit_id, int(product_id))
-
-
-def delete_all_unsold(engine: Engine, actor_id: int, product_id: int) -> int:
-    """Delete a product's free units; reserved units of pending orders and sold units stay.
-
-    The DELETE locks each free unit; a unit a buyer holds is waited for and re-checked, so a
-    just-reserved unit survives. Units once in a (released) order cannot be deleted (their
-    history references them) and stay. Idempotent: a second call deletes nothing and returns 0.
-    """
-    with _admin_work(engine, actor_id) as uow:
-        _require_product(uow.session, product_id)
-        deleted = uow.session.connection().execute(
-            text(
-                "DELETE FROM product_stocks s WHERE s.product_id = :p AND NOT s.is_sold"
-                " AND s.order_id IS NULL"
-                " AND NOT EXISTS (SELECT 1 FROM released_order_items r WHERE r.stock_id = s.id)"
-            ),
-            {"p": product_id},
-        ).rowcount
-        uow.commit()
-    return int(deleted or 0)
-
-
-def export_unsold(engine: Engine, product_id: int, *, actor_id: int) -> Iterator[str]:
-    """The contents of a product's free units, oldest first, streamed (a server-side cursor).
-
-    Locks nothing (a read). The actor and product are checked before this returns; the rows
-    are read lazily in one REPEATABLE READ snapshot while the caller iterates.
-    """
-    with _admin_work(engine, actor_id) as uow:
-        _require_product(uow.session, product_id)
-    return _stream_free_units(engine, product_id)
-
-
-def _stream_free_units(engine: Engine, product_id: int) -> Iterator[str]:
-    with engine.connect() as conn:
-        conn = conn.execution_options(isolation_level="REPEATABLE READ", stream_results=True,
-                                      max_row_buffer=_EXPORT_CHUNK)
-        result = conn.execute(
-            text(
-                "SELECT content FROM product_stocks"
-                " WHERE product_id = :p AND NOT is_sold AND order_id IS NULL"
-                " ORDER BY created_at, id"
-            ),
-            {"p": product_id},
-        )
-        for partition in result.scalars().partitions(_EXPORT_CHUNK):
-            yield from partition
-        conn.rollback()
+# Stock (/addstock, /liststock, /delstock, /delallstock, /exportstock, /editid) lives in
+# quickcart/services/stock_admin.py.
 
 
 # ------------------------------------------------------------------ users

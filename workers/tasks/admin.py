@@ -1,5 +1,8 @@
 """Admin commands from the bot: each calls one admin service and answers the admin's chat.
 
+Catalog, stock, promotions, statistics and broadcasts: workers/tasks/catalog_admin.py and
+workers/tasks/broadcast.py.
+
 Refusals (ShopError) become the catalog's polite text; every answer is sent at most once per
 intent key (`tg:<update_id>`), so a redelivered task does not repeat it.
 """
@@ -13,7 +16,6 @@ from typing import Any
 from celery.exceptions import Retry
 
 from quickcart import bot_commands
-from quickcart.adapters import redis_store
 from quickcart.adapters.telegram_api import (
     BotApi,
     TelegramError,
@@ -22,9 +24,9 @@ from quickcart.adapters.telegram_api import (
 )
 from quickcart.config import get_settings
 from quickcart.domain.errors import ShopError
-from quickcart.i18n import N_, N_plural
-from quickcart.messages import LANGUAGES, render
-from quickcart.services import account, admin, admin_rights, notifications, stats, vouchers
+from quickcart.i18n import N_
+from quickcart.messages import LANGUAGES
+from quickcart.services import admin, admin_groups, admin_rights
 from workers import runtime
 from workers.app import app
 from workers.base import QuickCartTask
@@ -42,18 +44,6 @@ def _run(chat_id: int, key: str, action: Callable[[], Parts]) -> dict[str, Any]:
         return refusal.to_dict()
     reply_text(chat_id, parts, once_key=key)
     return {"status": "ok"}
-
-
-@app.task(base=QuickCartTask, name="quickcart.admin_add_product")
-def add_product(actor_id: int, product_id: int, name: str, category: str, price: str,
-                description: str, idempotency_key: str) -> dict[str, Any]:
-    """/add id|name|category|price|desc."""
-    def act() -> Parts:
-        view = admin.create_product(runtime.engine(), actor_id, product_id, name, category,
-                                    price, description)
-        return [(N_("admin.product_added"), {"product_id": view.product_id, "name": view.name,
-                                         "price": str(view.customer_price)})]
-    return _run(actor_id, idempotency_key, act)
 
 
 @app.task(base=QuickCartTask, name="quickcart.admin_delete_product")
@@ -106,6 +96,8 @@ def sync_admins(admin_ids: list[int] | None = None,
     admins promoted and demoted, then the default menu and every admin's menu set."""
     ids = get_settings().admin_ids if admin_ids is None else [int(i) for i in admin_ids]
     result = admin_rights.sync_env_admins(runtime.engine(), ids)
+    # ADMIN_GROUP_IDS seeds the whitelisted admin groups the same way (issue 23).
+    admin_groups.sync_env_groups(runtime.engine(), get_settings().admin_group_ids)
     publish_committed_unsafe(result.outbox)
     refresh_bot_commands.apply_async(kwargs={}, queue="notify")
     return {"promoted": list(result.promoted), "demoted": list(result.demoted)}
@@ -179,40 +171,6 @@ def adjust_balance(actor_id: int, user_id: int, amount: str,
     return _run(actor_id, idempotency_key, act)
 
 
-@app.task(base=QuickCartTask, name="quickcart.admin_giveaway")
-def giveaway(actor_id: int, amount: str, count: int, idempotency_key: str) -> dict[str, Any]:
-    """/giveaway amount|count: voucher codes, generated at most once per intent."""
-    engine = runtime.engine()
-    if not notifications.claim_once(engine, f"{idempotency_key}:generate", "giveaway"):
-        return {"status": "duplicate"}
-
-    def act() -> Parts:
-        codes = vouchers.generate_vouchers(engine, actor_id, amount, count)
-        return [(N_plural("admin.giveaway", "count"), {"count": len(codes), "amount": amount}),
-                (N_("admin.code_line"), {"code": "\n".join(codes)})]
-    return _run(actor_id, idempotency_key, act)
-
-
-@app.task(base=QuickCartTask, name="quickcart.admin_stats")
-def shop_stats(actor_id: int, idempotency_key: str) -> dict[str, Any]:
-    """/stats."""
-    def act() -> Parts:
-        engine = runtime.engine()
-        admin.user_info(engine, actor_id, actor_id=actor_id)  # refuses non-admins
-        s = stats.shop_stats(engine)
-        parts: Parts = [(N_("admin.stats"), {"users": s.total_users, "paid": s.paid_transactions,
-                                         "revenue": str(s.revenue_today),
-                                         "active": s.active_orders})]
-        parts.append((N_("admin.stats_top"), {}))
-        parts += [(N_("admin.stats_line"), {"product_id": p.product_id, "name": p.name,
-                                        "count": p.units_sold}) for p in s.top_products]
-        parts.append((N_("admin.stats_stock"), {}))
-        parts += [(N_("admin.stats_line"), {"product_id": p.product_id, "name": p.name,
-                                        "count": p.units_left}) for p in s.stock_left]
-        return parts
-    return _run(actor_id, idempotency_key, act)
-
-
 @app.task(base=QuickCartTask, name="quickcart.admin_user_info")
 def user_info(actor_id: int, user_id: int, idempotency_key: str) -> dict[str, Any]:
     """/info uid."""
@@ -225,85 +183,6 @@ def user_info(actor_id: int, user_id: int, idempotency_key: str) -> dict[str, An
             "banned": info["is_banned"], "orders": info["orders_total"],
             "paid": info["orders"]["paid"]})]
     return _run(actor_id, idempotency_key, act)
-
-
-@app.task(base=QuickCartTask, name="quickcart.admin_import_stock",
-          time_limit=1800, soft_time_limit=1700)
-def import_stock(product_id: int, actor_id: int, upload_id: str, file_id: str,
-                 chat_id: int) -> dict[str, Any]:
-    """/addstock: run quickcart.import_stock (same worker, same idempotency) and report."""
-    from workers.tasks.bulk import import_stock_file
-
-    def act() -> Parts:
-        admin.user_info(runtime.engine(), actor_id, actor_id=actor_id)  # refuses non-admins
-        result = import_stock_file.run(product_id, actor_id, upload_id, file_id=file_id,
-                                       chat_id=chat_id)
-        return [(N_("admin.stock_imported"), {
-            "product_id": product_id, "added": result["added"],
-            "duplicates": result["duplicates_skipped"], "blank": result["blank_skipped"]})]
-    return _run(chat_id, f"{upload_id}:done", act)
-
-
-@app.task(base=QuickCartTask, name="quickcart.admin_broadcast")
-def broadcast(actor_id: int, text: str, idempotency_key: str) -> dict[str, Any]:
-    """/broadcast: one message to every active user, each copy at most once."""
-    from workers.tasks.notify import send_message
-
-    def act() -> Parts:
-        engine = runtime.engine()
-        admin.user_info(engine, actor_id, actor_id=actor_id)  # refuses non-admins
-        users = account.active_user_ids(engine)
-        for user_id in users:
-            send_message.apply_async(kwargs={
-                "chat_id": user_id, "key": N_("broadcast.message"), "params": {"text": text},
-                "once_key": f"{idempotency_key}:to:{user_id}"}, queue="notify")
-        return [(N_plural("admin.broadcast_queued", "count"), {"count": len(users)})]
-    return _run(actor_id, idempotency_key, act)
-
-
-@app.task(base=QuickCartTask, name="quickcart.admin_delete_stock")
-def delete_stock(actor_id: int, stock_id: str, idempotency_key: str) -> dict[str, Any]:
-    """/delstock stock_uuid: one free unit."""
-    def act() -> Parts:
-        unit = admin.delete_stock_unit(runtime.engine(), actor_id, stock_id)
-        redis_store.invalidate_stock_counts(runtime.redis_client(), [unit.product_id])
-        return [(N_("admin.stock_deleted"), {"stock_id": str(unit.stock_id),
-                                         "product_id": unit.product_id})]
-    return _run(actor_id, idempotency_key, act)
-
-
-@app.task(base=QuickCartTask, name="quickcart.admin_delete_all_stock")
-def delete_all_stock(actor_id: int, product_id: int, idempotency_key: str) -> dict[str, Any]:
-    """/delallstock id: every free unit of a product."""
-    def act() -> Parts:
-        count = admin.delete_all_unsold(runtime.engine(), actor_id, product_id)
-        redis_store.invalidate_stock_counts(runtime.redis_client(), [product_id])
-        return [(N_plural("admin.stock_all_deleted", "count"),
-                 {"product_id": product_id, "count": count})]
-    return _run(actor_id, idempotency_key, act)
-
-
-@app.task(base=QuickCartTask, name="quickcart.admin_export_stock")
-def export_stock(actor_id: int, product_id: int, idempotency_key: str) -> dict[str, Any]:
-    """/exportstock id: a product's free units as a .txt document, sent once."""
-    engine = runtime.engine()
-    try:
-        lines = list(admin.export_unsold(engine, product_id, actor_id=actor_id))
-    except ShopError as refusal:
-        reply(actor_id, f"error.{refusal.code}", once_key=idempotency_key, **refusal.params)
-        return refusal.to_dict()
-    if not notifications.claim_once(engine, idempotency_key, "export"):
-        return {"status": "duplicate"}
-    caption = render(N_plural("admin.stock_exported", "count"),
-                     notifications.language_of(engine, actor_id),
-                     product_id=product_id, count=len(lines))
-    data = ("\n".join(lines) + "\n" if lines else "").encode("utf-8") or b"\n"
-    try:
-        runtime.messenger().send_document(actor_id, f"stock-{product_id}.txt", data, caption)
-    except Exception:
-        notifications.unclaim(engine, idempotency_key)
-        raise
-    return {"status": "ok", "count": len(lines)}
 
 
 @app.task(base=QuickCartTask, name="quickcart.admin_transfer")

@@ -1,0 +1,367 @@
+"""Broadcasts: one message to many shoppers, resumable, each addressee served at most once.
+
+A broadcast is a row in `broadcasts` and one `broadcast_recipients` row per addressee, written
+in one transaction (idempotent on the admin's intent key). One worker at a time sends it,
+holding a lease in `broadcast_runners`; it claims an addressee (pending → sending, committed)
+before the send and records the outcome after (sent / failed / blocked). A worker that dies
+leaves its lease to lapse; the next runner takes over and turns the dead runner's in-flight
+addressees into 'unsure': their message may have gone out, and Telegram has no idempotency
+key, so they are never sent again (no one gets a broadcast twice) and count as sent,
+unconfirmed. Users who blocked the bot are marked (users.blocked_bot_at) and left out of later
+broadcasts. Sends are paced (`rate_per_second`, default 25/s, below Telegram's ~30/s) in small
+slices that re-queue themselves, so a delivery queued behind a broadcast waits for one slice
+at most.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from quickcart.adapters.telegram_api import (
+    TelegramChatNotFound,
+    TelegramForbidden,
+    TelegramRetryAfter,
+    TelegramUnavailable,
+)
+from quickcart.db.sql import Record, sql
+from quickcart.db.uow import unit_of_work
+from quickcart.domain.errors import ShopError
+from quickcart.i18n import N_
+from quickcart.messages import render
+from quickcart.services.admin import _admin_work
+
+KINDS = ("text", "photo", "giveaway", "restock")
+MAX_TEXT = 3500
+MAX_ATTEMPTS = 3
+#: A runner renews its lease with every claim; one that stops renewing for this long is dead.
+LEASE_SECONDS = 20
+#: Sends per slice (one task run) when the broadcast is not paced per second.
+SLICE = 50
+
+
+class BroadcastSettings(BaseSettings):
+    """BROADCAST_RATE_PER_SECOND: messages per second a broadcast sends at most."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    broadcast_rate_per_second: int = 25
+
+
+@dataclass(frozen=True)
+class Started:
+    """A broadcast that exists (created now or by an earlier run of the same intent)."""
+
+    broadcast_id: int
+    total: int
+    created: bool
+
+
+@dataclass(frozen=True)
+class Report:
+    """A finished broadcast's outcome, for the admin (unsure counts as sent)."""
+
+    broadcast_id: int
+    created_by: int
+    kind: str
+    total: int
+    sent: int
+    unsure: int
+    failed: int
+    blocked: int
+
+
+@dataclass(frozen=True)
+class Slice:
+    """What one run of the sender did."""
+
+    sent: int
+    finished: Report | None
+    more: bool
+    wait_seconds: float
+
+
+# ------------------------------------------------------------------ starting
+
+def start(engine: Engine, actor_id: int, intent_key: str, kind: str, body: str,
+          params: dict[str, Any] | None = None, photo_file_id: str | None = None,
+          rate_per_second: int | None = None) -> Started:
+    """Create a broadcast to every non-banned shopper who has not blocked the bot, as admin
+    `actor_id`. Locks nothing but its intent key's row; idempotent per `intent_key`."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown broadcast kind {kind!r}")
+    if kind in ("text", "photo") and (not body.strip() or len(body) > MAX_TEXT):
+        raise ShopError("invalid_text", field="broadcast")
+    with _admin_work(engine, actor_id) as uow:
+        started = _create(uow.session, actor_id, intent_key, kind, body, params, photo_file_id,
+                          rate_per_second, None)
+        uow.commit()
+    return started
+
+
+def _create(session: Session, actor_id: int, intent_key: str, kind: str, body: str,
+            params: dict[str, Any] | None, photo_file_id: str | None,
+            rate_per_second: int | None, only: list[int] | None) -> Started:
+    """The broadcast row and its addressees (those of `only`, when given), in the caller's
+    transaction; an intent key seen before returns that broadcast."""
+    row = session.execute(sql(
+        "INSERT INTO broadcasts (intent_key, created_by, message_kind, body, params,"
+        " photo_file_id,"
+        " rate_per_second) VALUES (:k, :a, :kind, :b, CAST(:p AS jsonb), :f, :r)"
+        " ON CONFLICT (intent_key) DO NOTHING RETURNING id"),
+        {"k": intent_key, "a": actor_id, "kind": kind, "b": body,
+         "p": json.dumps(params, default=str) if params is not None else None,
+         "f": photo_file_id, "r": rate_per_second}).scalar()
+    if row is None:
+        found = session.execute(sql("SELECT id, total FROM broadcasts WHERE intent_key = :k"),
+                                {"k": intent_key}).one()
+        return Started(int(found.id), int(found.total), False)
+    total = int(session.connection().execute(sql(
+        "INSERT INTO broadcast_recipients (broadcast_id, user_id) SELECT :b, id FROM users"
+        " WHERE NOT is_banned AND erased_at IS NULL AND blocked_bot_at IS NULL"
+        " AND (CAST(:only AS bigint[]) IS NULL OR id = ANY(CAST(:only AS bigint[])))"
+        " ORDER BY id"), {"b": row, "only": only}).rowcount or 0)
+    session.execute(sql("UPDATE broadcasts SET total = :t WHERE id = :b"), {"t": total, "b": row})
+    return Started(int(row), total, True)
+
+
+def start_restock_notice(engine: Engine, actor_id: int, product_id: int,
+                         intent_key: str) -> Started | None:
+    """Stock was added: the shoppers who pressed "🔔 Kabari saya" for the product get one
+    message. Their watches are taken (deleted) in the transaction that creates the broadcast,
+    so each hears once; None when nobody waits or the product has no free stock. Locks the
+    watch rows (DELETE)."""
+    with unit_of_work(engine) as uow:
+        uow.set_actor(actor_id, "admin", {"reason": "restock notice"})
+        session = uow.session
+        product = session.execute(sql(
+            "SELECT p.id, p.name FROM products p WHERE p.id = :p AND p.is_active AND EXISTS"
+            " (SELECT 1 FROM product_stocks s WHERE s.product_id = p.id AND NOT s.is_sold"
+            " AND s.order_id IS NULL)"), {"p": product_id}).first()
+        if product is None:
+            return None
+        users = [int(u) for u in session.execute(sql(
+            "DELETE FROM restock_watches WHERE product_id = :p RETURNING user_id"),
+            {"p": product_id}).scalars()]
+        if not users:
+            return None
+        started = _create(session, actor_id, intent_key, "restock", N_("restock.available"),
+                          {"product_id": product_id, "name": product.name}, None, None, users)
+        uow.commit()
+    return started
+
+
+# ------------------------------------------------------------------ sending
+
+def running(engine: Engine) -> list[int]:
+    """Broadcasts still running whose runner is gone (no lease or a lapsed one); a read."""
+    with engine.connect() as conn:
+        return [int(i) for i in conn.execute(sql(
+            "SELECT b.id FROM broadcasts b LEFT JOIN broadcast_runners r"
+            " ON r.broadcast_id = b.id WHERE b.status = 'running'"
+            " AND (r.lease_until IS NULL OR r.lease_until < now()) ORDER BY b.id")).scalars()]
+
+
+def _take_lease(engine: Engine, broadcast_id: int, runner: str) -> bool:
+    """Become (or stay) the broadcast's only runner: `runner` is the token of one chain of
+    slices (each slice passes it to the next; a slice redelivered after its worker died has it
+    too). A slice starts with nothing of its own in flight, so any 'sending' addressee belongs
+    to an execution that died mid-send: it becomes 'unsure' (never re-sent). Locks the runner
+    row."""
+    with engine.begin() as conn:
+        taken = conn.execute(sql(
+            "INSERT INTO broadcast_runners (broadcast_id, runner, lease_until)"
+            " SELECT b.id, :r, now() + make_interval(secs => :s) FROM broadcasts b"
+            " WHERE b.id = :b AND b.status = 'running'"
+            " ON CONFLICT (broadcast_id) DO UPDATE SET runner = EXCLUDED.runner,"
+            " lease_until = EXCLUDED.lease_until"
+            " WHERE broadcast_runners.runner = EXCLUDED.runner"
+            " OR broadcast_runners.lease_until < now()"
+            " RETURNING (xmax <> 0) AS replaced"),
+            {"b": broadcast_id, "r": runner, "s": LEASE_SECONDS}).first()
+        if taken is None:
+            return False
+        # Any 'sending' row now belongs to a runner that is gone (this one has none yet).
+        conn.execute(sql(
+            "UPDATE broadcast_recipients SET status = 'unsure', done_at = now()"
+            " WHERE broadcast_id = :b AND status = 'sending'"), {"b": broadcast_id})
+    return True
+
+
+def _claim(engine: Engine, broadcast_id: int, runner: str) -> Record | None:
+    """Renew the lease and claim the next pending addressee, committed before the send."""
+    with engine.begin() as conn:
+        lease = conn.execute(sql(
+            "UPDATE broadcast_runners SET lease_until = now() + make_interval(secs => :s)"
+            " WHERE broadcast_id = :b AND runner = :r RETURNING broadcast_id"),
+            {"b": broadcast_id, "r": runner, "s": LEASE_SECONDS}).scalar()
+        if lease is None:
+            return None
+        return conn.execute(sql(
+            "UPDATE broadcast_recipients SET status = 'sending', claimed_at = now(),"
+            " attempts = attempts + 1 WHERE (broadcast_id, user_id) = ("
+            " SELECT broadcast_id, user_id FROM broadcast_recipients WHERE broadcast_id = :b"
+            " AND status = 'pending' AND (not_before IS NULL OR not_before <= now())"
+            " ORDER BY user_id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+            " RETURNING user_id, attempts, (SELECT language FROM users u"
+            " WHERE u.id = broadcast_recipients.user_id) AS language"),
+            {"b": broadcast_id}).first()
+
+
+def _settle(engine: Engine, broadcast_id: int, user_id: int, status: str,
+            retry_in: float | None = None) -> None:
+    """Record one addressee's outcome ('pending' again with a delay when it may be retried)."""
+    with engine.begin() as conn:
+        if status == "pending":
+            conn.execute(sql(
+                "UPDATE broadcast_recipients SET status = 'pending', claimed_at = NULL,"
+                " not_before = now() + make_interval(secs => :d)"
+                " WHERE broadcast_id = :b AND user_id = :u AND status = 'sending'"),
+                {"b": broadcast_id, "u": user_id, "d": retry_in or 0})
+            return
+        conn.execute(sql(
+            "UPDATE broadcast_recipients SET status = :st, done_at = now()"
+            " WHERE broadcast_id = :b AND user_id = :u AND status = 'sending'"),
+            {"b": broadcast_id, "u": user_id, "st": status})
+        if status == "blocked":
+            conn.execute(sql("UPDATE users SET blocked_bot_at = now() WHERE id = :u"
+                             " AND blocked_bot_at IS NULL"), {"u": user_id})
+
+
+def _finish(engine: Engine, broadcast_id: int) -> Report | None:
+    """Close the broadcast when no addressee is pending or in flight; returns the report to
+    the one caller that closed it (None otherwise)."""
+    with engine.begin() as conn:
+        open_rows = conn.execute(sql(
+            "SELECT 1 FROM broadcast_recipients WHERE broadcast_id = :b"
+            " AND status IN ('pending', 'sending') LIMIT 1"), {"b": broadcast_id}).scalar()
+        if open_rows:
+            return None
+        row = conn.execute(sql(
+            "WITH c AS (SELECT count(*) FILTER (WHERE status = 'sent') AS sent,"
+            " count(*) FILTER (WHERE status = 'unsure') AS unsure,"
+            " count(*) FILTER (WHERE status = 'failed') AS failed,"
+            " count(*) FILTER (WHERE status = 'blocked') AS blocked"
+            " FROM broadcast_recipients WHERE broadcast_id = :b)"
+            " UPDATE broadcasts b SET status = 'done', finished_at = now(),"
+            " sent = c.sent + c.unsure, failed = c.failed, blocked = c.blocked FROM c"
+            " WHERE b.id = :b AND b.status = 'running'"
+            " RETURNING b.id, b.created_by, b.message_kind AS kind, b.total, c.sent, c.unsure,"
+            " c.failed,"
+            " c.blocked"), {"b": broadcast_id}).first()
+        conn.execute(sql("DELETE FROM broadcast_runners WHERE broadcast_id = :b"),
+                     {"b": broadcast_id})
+    if row is None:
+        return None
+    return Report(int(row.id), int(row.created_by), str(row.kind), int(row.total),
+                  int(row.sent) + int(row.unsure), int(row.unsure), int(row.failed),
+                  int(row.blocked))
+
+
+def message_of(engine: Engine, broadcast_id: int) -> Record | None:
+    """The broadcast's kind, body, params and photo; a read."""
+    with engine.connect() as conn:
+        return conn.execute(sql(
+            "SELECT id, message_kind AS kind, body, params, photo_file_id, rate_per_second,"
+            " status"
+            " FROM broadcasts WHERE id = :b"), {"b": broadcast_id}).first()
+
+
+def render_for(message: Record, language: str) -> str:
+    """The text one addressee reads (admin text framed by the catalog, or a catalog message)."""
+    if message.kind in ("text", "photo"):
+        return render("broadcast.message", language, text=message.body)
+    return render(str(message.body), language, **(message.params or {}))
+
+
+Send = Callable[[int, str], None]
+
+
+def send_slice(engine: Engine, broadcast_id: int, runner: str, send: Send,
+               default_rate: int | None = None,
+               clock: Callable[[], float] = time.monotonic) -> Slice:
+    """Send the next slice of a broadcast as its only runner: up to `rate` messages (one
+    second's worth) or SLICE when unpaced. `send(chat_id, text)` raises the Bot API client's
+    errors. Idempotent across crashes and duplicate runs (lease + per-addressee claims)."""
+    message = message_of(engine, broadcast_id)
+    if message is None or message.status != "running":
+        return Slice(0, None, False, 0)
+    if not _take_lease(engine, broadcast_id, runner):
+        return Slice(0, None, False, 0)  # another runner has it
+    rate = message.rate_per_second or default_rate or BroadcastSettings().broadcast_rate_per_second
+    budget = min(rate, SLICE) if rate else SLICE
+    started = clock()
+    sent = 0
+    wait = 0.0
+    for _ in range(budget):
+        claimed = _claim(engine, broadcast_id, runner)
+        if claimed is None:
+            break
+        user_id = int(claimed.user_id)
+        text = render_for(message, str(claimed.language or "id"))
+        try:
+            send(user_id, text)
+        except TelegramRetryAfter as exc:
+            _settle(engine, broadcast_id, user_id, "pending", exc.retry_after)
+            wait = max(wait, float(exc.retry_after))
+            break
+        except (TelegramForbidden, TelegramChatNotFound):
+            _settle(engine, broadcast_id, user_id, "blocked")
+            continue
+        except TelegramUnavailable:
+            # Telegram did not answer: retried a few times, then counted failed.
+            retry = int(claimed.attempts) < MAX_ATTEMPTS
+            _settle(engine, broadcast_id, user_id, "pending" if retry else "failed", 2.0)
+            continue
+        except Exception:
+            _settle(engine, broadcast_id, user_id, "failed")
+            continue
+        _settle(engine, broadcast_id, user_id, "sent")
+        sent += 1
+    report = _finish(engine, broadcast_id)
+    if report is None:
+        elapsed = clock() - started
+        if rate and budget >= rate:
+            wait = max(wait, 1.0 - elapsed)
+        _extend(engine, broadcast_id, runner, wait)
+        with engine.connect() as conn:
+            # Only retries waiting for their delay are left: come back when the first is due.
+            due = conn.execute(sql(
+                "SELECT extract(epoch FROM min(not_before) - now()) FROM broadcast_recipients"
+                " WHERE broadcast_id = :b AND status = 'pending'"), {"b": broadcast_id}).scalar()
+        if due is not None:
+            wait = max(wait, float(due))
+    return Slice(sent, report, report is None, max(wait, 0.0))
+
+
+def _extend(engine: Engine, broadcast_id: int, runner: str, wait: float) -> None:
+    """Keep the lease over the pause before the chain's next slice (same runner token)."""
+    with engine.begin() as conn:
+        conn.execute(sql(
+            "UPDATE broadcast_runners SET lease_until = now() + make_interval(secs => :s)"
+            " WHERE broadcast_id = :b AND runner = :r"),
+            {"b": broadcast_id, "r": runner, "s": LEASE_SECONDS + wait})
+
+
+def progress(engine: Engine, broadcast_id: int) -> dict[str, int]:
+    """How many addressees are in each state; a read."""
+    with engine.connect() as conn:
+        return {str(s): int(n) for s, n in conn.execute(sql(
+            "SELECT status, count(*) FROM broadcast_recipients WHERE broadcast_id = :b"
+            " GROUP BY status"), {"b": broadcast_id}).all()}
+
+
+def finished_at(engine: Engine, broadcast_id: int) -> datetime | None:
+    """When the broadcast finished (None while it runs); a read."""
+    with engine.connect() as conn:
+        value = conn.execute(sql("SELECT finished_at FROM broadcasts WHERE id = :b"),
+                             {"b": broadcast_id}).scalar()
+    return value if isinstance(value, datetime) else None

@@ -1,0 +1,126 @@
+"""The broadcast sender (quickcart/services/broadcast.py) against real PostgreSQL with a fake
+Bot API: everyone once, blocked users marked and skipped next time, a runner that dies
+mid-send never causes a second copy, 429s come back later."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from sqlalchemy import Engine, text
+
+from quickcart.adapters.telegram_api import TelegramForbidden, TelegramRetryAfter
+from quickcart.services import broadcast
+from tests.conftest import scalar
+from tests.integration.test_admin_services import ADMIN
+from tests.integration.test_admin_services import shop as shop  # noqa: F401 - the fixture
+
+USERS = range(100, 140)
+BLOCKED = {103, 117, 131}
+BANNED = {110}
+
+
+class Died(BaseException):
+    """A worker killed mid-send (not an Exception: nothing in the sender catches it)."""
+
+
+@pytest.fixture()
+def crowd(shop: Engine) -> Engine:
+    with shop.begin() as conn:
+        conn.execute(text("INSERT INTO users (id, name, bank_id) SELECT g, 'u' || g,"
+                          " lpad(g::text, 6, '0') FROM unnest(CAST(:ids AS bigint[])) g"),
+                     {"ids": list(USERS)})
+        conn.execute(text("UPDATE users SET is_banned = true WHERE id = ANY(:b)"),
+                     {"b": list(BANNED)})
+    return shop
+
+
+class FakeBot:
+    """Records every message that reached a chat; blocked chats answer 403."""
+
+    def __init__(self) -> None:
+        self.got: Counter[int] = Counter()
+
+    def __call__(self, chat_id: int, text_: str) -> None:
+        assert "Promo" in text_
+        if chat_id in BLOCKED:
+            raise TelegramForbidden("Forbidden: bot was blocked by the user")
+        self.got[chat_id] += 1
+
+
+def run_all(engine: Engine, broadcast_id: int, runner: str, send: broadcast.Send,
+            limit: int = 100) -> broadcast.Report:
+    for _ in range(limit):
+        done = broadcast.send_slice(engine, broadcast_id, runner, send, default_rate=1000)
+        if done.finished is not None:
+            return done.finished
+        assert done.more
+    raise AssertionError("the broadcast did not finish")
+
+
+def test_everyone_once_blocked_marked_and_skipped_next_time(crowd: Engine) -> None:
+    bot = FakeBot()
+    started = broadcast.start(crowd, ADMIN, "t:b:1", "text", "Promo hari ini!")
+    expected = {ADMIN, 3, *USERS} - BANNED  # the shop fixture's admin and customer too
+    assert started.total == len(expected)
+    assert broadcast.start(crowd, ADMIN, "t:b:1", "text", "Promo").created is False
+    report = run_all(crowd, started.broadcast_id, "r1", bot)
+    assert set(bot.got) == expected - BLOCKED and set(bot.got.values()) == {1}
+    assert (report.sent, report.blocked, report.failed, report.unsure) == \
+        (len(expected - BLOCKED), len(BLOCKED), 0, 0)
+    assert scalar(crowd, "SELECT count(*) FROM users WHERE blocked_bot_at IS NOT NULL") == \
+        len(BLOCKED)
+    again = broadcast.start(crowd, ADMIN, "t:b:2", "text", "Promo lagi")
+    assert again.total == len(expected - BLOCKED)
+    # a finished broadcast sends nothing more, whoever runs it
+    assert broadcast.send_slice(crowd, started.broadcast_id, "r9", bot).sent == 0
+
+
+def test_a_runner_that_dies_mid_send_causes_no_second_copy(crowd: Engine) -> None:
+    bot = FakeBot()
+    started = broadcast.start(crowd, ADMIN, "t:b:3", "text", "Promo!")
+    calls = 0
+
+    def dies_on_the_fifth(chat_id: int, text_: str) -> None:
+        nonlocal calls
+        calls += 1
+        bot(chat_id, text_)  # it reached the chat ...
+        if calls == 5:
+            raise Died  # ... and the worker died before recording it
+
+    with pytest.raises(Died):
+        broadcast.send_slice(crowd, started.broadcast_id, "dead", dies_on_the_fifth,
+                             default_rate=1000)
+    assert scalar(crowd, "SELECT count(*) FROM broadcast_recipients WHERE status = 'sending'") == 1
+    # Another chain finds the lease held and leaves; once it lapses it takes over.
+    assert broadcast.send_slice(crowd, started.broadcast_id, "other", bot).more is False
+    assert broadcast.running(crowd) == []
+    with crowd.begin() as conn:
+        conn.execute(text("UPDATE broadcast_runners SET lease_until = now() - interval '1 s'"))
+    assert broadcast.running(crowd) == [started.broadcast_id]
+    report = run_all(crowd, started.broadcast_id, "other", bot)
+    assert set(bot.got.values()) == {1}, "somebody got the broadcast twice"
+    assert report.unsure == 1 and report.sent == len(bot.got)
+
+
+def test_a_redelivered_slice_resumes_at_once_and_429_comes_back(crowd: Engine) -> None:
+    bot = FakeBot()
+    started = broadcast.start(crowd, ADMIN, "t:b:4", "text", "Promo!")
+    refused_once: set[int] = set()
+
+    def flood(chat_id: int, text_: str) -> None:
+        if chat_id == 120 and chat_id not in refused_once:
+            refused_once.add(chat_id)
+            raise TelegramRetryAfter(0, "Too Many Requests: retry after 0")
+        if len(bot.got) == 10 and chat_id not in bot.got:
+            bot(chat_id, text_)
+            raise Died
+        bot(chat_id, text_)
+
+    with pytest.raises(Died):
+        run_all(crowd, started.broadcast_id, "chain-1", flood)
+    # The same chain's next delivery (its token) resumes at once: no waiting for the lease.
+    report = run_all(crowd, started.broadcast_id, "chain-1", flood)
+    assert 120 in refused_once and bot.got[120] == 1
+    assert set(bot.got.values()) == {1}
+    assert report.unsure == 1
