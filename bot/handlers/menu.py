@@ -37,6 +37,12 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     runtime = rt(context)
     who = viewer(context)
     await sessions.clear(context, who.user_id)
+    user = update.effective_user
+    if user is not None and not (context.user_data or {}).get("new_user"):
+        # A known user's /start (Telegram's "Restart" after unblocking the bot) refreshes the
+        # row: broadcasts reach them again.
+        await runtime.enqueue("quickcart.register_user", user_id=user.id, name=user.full_name,
+                              username=user.username)
     if who.role == "admin":
         # Notices kept while Telegram did not know this admin's chat are sent now.
         await runtime.enqueue("quickcart.release_admin_notices", chat_id=who.user_id)

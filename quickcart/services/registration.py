@@ -83,6 +83,10 @@ def register_user(
                 ),
                 {"id": user_id, "n": name, "u": username},
             )
+            # Writing to the bot again (e.g. /start after unblocking it) makes the user
+            # reachable by broadcasts again.
+            session.execute(text("UPDATE users SET blocked_bot_at = NULL WHERE id = :id"
+                                 " AND blocked_bot_at IS NOT NULL"), {"id": user_id})
         effects = Effects(session)
         if env_admin:
             # Locked first (the name update above may have touched nothing), as the sync locks

@@ -124,3 +124,15 @@ def test_a_redelivered_slice_resumes_at_once_and_429_comes_back(crowd: Engine) -
     assert 120 in refused_once and bot.got[120] == 1
     assert set(bot.got.values()) == {1}
     assert report.unsure == 1
+
+
+def test_a_user_who_writes_again_is_reached_by_the_next_broadcast(crowd: Engine) -> None:
+    from quickcart.services.registration import register_user
+
+    run_all(crowd, broadcast.start(crowd, ADMIN, "t:b:3", "text", "Promo").broadcast_id, "r1",
+            FakeBot())
+    assert scalar(crowd, "SELECT blocked_bot_at IS NOT NULL FROM users WHERE id = 103")
+    register_user(crowd, 103, "u103")  # /start after unblocking the bot
+    assert scalar(crowd, "SELECT blocked_bot_at IS NULL FROM users WHERE id = 103")
+    again = broadcast.start(crowd, ADMIN, "t:b:4", "text", "Promo lagi")
+    assert again.total == len({ADMIN, 3, *USERS} - BANNED - (BLOCKED - {103}))
