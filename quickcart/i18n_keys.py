@@ -11,7 +11,9 @@ from quickcart.i18n import N_, N_plural
 # error.<code>: a refused request (quickcart/domain/errors.py ShopError), rendered as
 # f"error.{refusal.code}" by the workers and services.
 REFUSALS = (
+    N_("error.bill_changed"),
     N_("error.cannot_ban_self"),
+    N_("error.cart_too_large"),
     N_("error.deposit_amount_range"),
     N_("error.email_taken"),
     N_("error.env_admin"),
@@ -52,13 +54,27 @@ REFUSALS = (
     N_("error.user_not_found"),
     N_("error.user_not_registered"),
     N_("error.voucher_amount_range"),
-    # i18n: {seconds} is a number; pick the form that agrees with it.
-    N_plural("error.voucher_cooldown", "seconds"),
+    # i18n: {minutes} is a number; pick the form that agrees with it.
+    N_plural("error.voucher_cooldown", "minutes"),
     N_("error.voucher_count_range"),
     N_("error.voucher_days_range"),
     N_("error.voucher_expired"),
     N_("error.voucher_unknown"),
     N_("error.voucher_used"),
+    N_("error.category_not_found"),
+    N_("error.discount_end_past"),
+    N_("error.discount_too_large"),
+    N_("error.env_group"),
+    N_("error.invalid_discount"),
+    N_("error.invalid_group_id"),
+    N_("error.invalid_threshold"),
+    N_("error.stock_short_id_ambiguous"),
+    N_("error.voucher_code_format"),
+    N_("error.voucher_exists"),
+    N_("error.voucher_limit_range"),
+    N_("error.voucher_min_purchase"),
+    N_("error.voucher_percent_range"),
+    N_("error.voucher_user_limit"),
 )
 
 # command.<name>: a command's one-line description in Telegram's command menu and
@@ -94,6 +110,15 @@ COMMANDS = (
     N_("command.pm"),
     N_("command.broadcast"),
     N_("command.stats"),
+    N_("command.editid"),
+    N_("command.disc"),
+    N_("command.discat"),
+    N_("command.discfloor"),
+    N_("command.lowstock"),
+    N_("command.liststock"),
+    N_("command.voucher"),
+    N_("command.whitelist"),
+    N_("command.rm"),
 )
 USAGES = (
     N_("usage.add"),
@@ -115,6 +140,15 @@ USAGES = (
     N_("usage.pm"),
     N_("usage.broadcast"),
     N_("usage.stats"),
+    N_("usage.editid"),
+    N_("usage.disc"),
+    N_("usage.discat"),
+    N_("usage.discfloor"),
+    N_("usage.lowstock"),
+    N_("usage.liststock"),
+    N_("usage.voucher"),
+    N_("usage.whitelist"),
+    N_("usage.rm"),
 )
 
 # <kind>.<state>: a QRIS bill's caption and what becomes of it (workers/tasks/notify.py
@@ -131,4 +165,64 @@ PAYMENTS = (
     N_("deposit.qr_cancelled"),
     N_("deposit.expired"),
     N_("deposit.cancelled"),
+)
+
+# Anti-fraud, review queue and admin audit (issue 24): refusals rendered as f"error.{code}",
+# and the commands' menu and /help texts (quickcart/bot_commands.py).
+FRAUD = (
+    N_("error.risk_blocked"),
+    N_("error.fraud_setting_unknown"),
+    N_("error.fraud_setting_invalid"),
+    N_("error.review_not_found"),
+    N_("error.invalid_decision"),
+    N_("error.invalid_subject"),
+    N_("command.review"),
+    N_("command.audit"),
+    N_("command.fraud"),
+    N_("usage.review"),
+    N_("usage.audit"),
+    N_("usage.fraud"),
+)
+
+# After-sales (issue 22): refusals rendered as f"error.{code}", the commands' menu and /help
+# texts, and keys composed from a state (workers/tasks/aftersales.py).
+AFTER_SALES = (
+    N_("error.order_not_found"),
+    N_("error.order_not_paid"),
+    N_("error.order_not_delivered"),
+    N_("error.refund_too_large"),
+    N_("error.refund_not_found"),
+    N_("error.invalid_refund_input"),
+    N_("error.formula_unknown_setting"),
+    N_("error.formula_invalid"),
+    N_("error.unit_not_in_order"),
+    N_("error.support_empty"),
+    N_("error.support_rate_limited"),
+    N_("error.ticket_not_found"),
+    N_("error.ticket_closed"),
+    N_("command.refund"),
+    N_("command.order"),
+    N_("command.reff"),
+    N_("command.setformula"),
+    N_("command.version"),
+    N_("usage.order"),
+    N_("usage.reff"),
+    N_("usage.setformula"),
+    N_("usage.version"),
+    # refund.rule_<rule>: why the calculator chose its multiplier (quickcart/domain/
+    # refund_formula.py); refund.state_<status>: a proposal pressed again after it was decided.
+    N_("refund.rule_early"),
+    N_("refund.rule_late"),
+    N_("refund.rule_claims12"),
+    N_("refund.rule_claims3"),
+    N_("refund.rule_claims4"),
+    N_("refund.state_paid"),
+    N_("refund.state_cancelled"),
+    # aftersales.recheck_<outcome>: what the gateway said when an admin re-checked a payment.
+    N_("aftersales.recheck_paid"),
+    N_("aftersales.recheck_already_paid"),
+    N_("aftersales.recheck_not_paid"),
+    N_("aftersales.recheck_credited_late"),
+    N_("aftersales.recheck_already_credited"),
+    N_("aftersales.recheck_other"),
 )

@@ -1,5 +1,5 @@
-"""AKUN: profile, paginated history with re-send, deposit, profile edits, language, export,
-erasure, and KIRIM PESAN to the admins."""
+"""AKUN: profile, paginated history with re-send and help, deposit, profile edits, language,
+export, erasure. (KIRIM PESAN is a support ticket: bot/handlers/support.py.)"""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from bot.handlers.catalog import reply
 from bot.runtime import intent_key, rt, t, viewer
 from quickcart.i18n import N_, format_datetime
 from quickcart.messages import render
-from quickcart.services import account
+from quickcart.services import account, order_lookup
 
 ONBOARDING = ("name", "whatsapp_number", "email")
 PROMPTS = {"name": N_("onboarding.name"), "whatsapp_number": N_("onboarding.whatsapp"),
@@ -31,22 +31,90 @@ async def show_profile(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     await reply(update, t(context, "account.profile", **data), keyboards.account(who.language))
 
 
+# Catalog words for the order statuses and ledger reasons the history shows (an unknown one
+# shows as stored rather than failing).
+ORDER_STATUSES = {"pending": N_("order.status.pending"), "paid": N_("order.status.paid"),
+                  "expired": N_("order.status.expired"),
+                  "cancelled": N_("order.status.cancelled")}
+LEDGER_REASONS = {"deposit": N_("history.reason.deposit"),
+                  "purchase": N_("history.reason.purchase"),
+                  "refund": N_("history.reason.refund"),
+                  "admin_credit": N_("history.reason.admin_credit"),
+                  "admin_debit": N_("history.reason.admin_debit"),
+                  "late_payment": N_("history.reason.late_payment")}
+
+
+def _word(context: ContextTypes.DEFAULT_TYPE, keys: dict[str, str], value: str) -> str:
+    return t(context, keys[value]) if value in keys else value
+
+
 async def show_history(update: Update, context: ContextTypes.DEFAULT_TYPE, page: int) -> None:
-    """One page of orders, with a re-send button for each delivered one."""
+    """One page of orders and balance movements, newest first: each order opens its details;
+    a paid one also offers its delivery again and Bantuan / Garansi."""
     runtime = rt(context)
     who = viewer(context)
     lines, total = await runtime.call(account.history, runtime.engine, who.user_id, page)
-    if not lines:
-        await reply(update, t(context, "account.history_empty"))
-        return
     pages = max(1, -(-total // account.HISTORY_PAGE))
+    if not lines and total and page > 0:  # a stale page past the end: show the last one
+        await show_history(update, context, pages - 1)
+        return
+    if not lines:
+        await reply(update, t(context, "account.history_empty"), InlineKeyboardMarkup(
+            [[keyboards.button(who.language, "button.back", "m:home")]]))
+        return
+    orders = [h for h in lines if h.kind == "order" and h.order_id is not None]
+    refunded = await runtime.call(order_lookup.refunded_totals, runtime.engine,
+                                  [h.order_id for h in orders])
     text = [t(context, "account.history", page=page + 1, pages=pages), ""]
-    text += [t(context, "account.history_line", invoice_id=h.invoice_id, status=h.status,
-               total=str(h.total), date=format_datetime(h.created_at)) for h in lines]
-    rows = [[keyboards.button(who.language, "button.resend", f"a:rs:{h.order_id}",
-                              invoice_id=h.invoice_id)] for h in lines if h.status == "paid"]
+    rows = []
+    for h in lines:
+        date = format_datetime(h.created_at)
+        if h.order_id is None:  # a balance movement
+            text.append(t(context, "account.history_movement",
+                          reason=_word(context, LEDGER_REASONS, h.word),
+                          sign="+" if h.amount > 0 else "−", amount=abs(h.amount), date=date,
+                          ref=f" ({h.invoice_id})" if h.invoice_id else "",
+                          balance=h.balance_after))
+            continue
+        text.append(t(context, "account.history_line", invoice_id=h.invoice_id,
+                      status=_word(context, ORDER_STATUSES, h.word), total=h.amount, date=date))
+        if h.order_id in refunded:  # refunds go to the balance; the order shows them
+            text.append(t(context, "support.history_refunded", amount=refunded[h.order_id]))
+        rows.append([keyboards.button(who.language, "button.order_detail",
+                                      f"a:o:{h.order_id}:{page}", invoice_id=h.invoice_id)])
+        if h.word == "paid":  # open its delivery again, or ask for help / warranty about it
+            rows.append(_after_sales_row(who.language, h.order_id, str(h.invoice_id)))
     rows.append(keyboards.pager(who.language, "a:hist", page, pages))
     await reply(update, "\n".join(text), InlineKeyboardMarkup(rows))
+
+
+def _after_sales_row(lang: str, order_id: int, invoice_id: str) -> list[Any]:
+    return [keyboards.button(lang, "button.resend", f"a:rs:{order_id}", invoice_id=invoice_id),
+            keyboards.button(lang, "button.support_help", f"sup:o:{order_id}")]
+
+
+async def show_order(update: Update, context: ContextTypes.DEFAULT_TYPE, order_id: int,
+                     page: int) -> None:
+    """One of the shopper's orders from the history: lines, amounts, status; a paid one offers
+    its delivery again and Bantuan / Garansi; ⬅️ Kembali returns to that history page."""
+    runtime = rt(context)
+    who = viewer(context)
+    back = [keyboards.button(who.language, "button.back", f"a:hist:{page}")]
+    detail = await runtime.call(account.order_detail, runtime.engine, who.user_id, order_id)
+    if detail is None:  # unknown, or someone else's order
+        await reply(update, t(context, "error.order_not_found"), InlineKeyboardMarkup([back]))
+        return
+    items = [t(context, "account.order_detail_line", name=d.product_name, quantity=d.quantity,
+               price=d.unit_price, total=d.total) for d in detail.lines]
+    text = t(context, "account.order_detail", invoice_id=detail.invoice_id,
+             status=_word(context, ORDER_STATUSES, detail.status),
+             date=format_datetime(detail.created_at), method=detail.payment_method,
+             lines="\n".join(items), subtotal=detail.subtotal,
+             voucher_discount=detail.voucher_discount, payment_fee=detail.payment_fee,
+             total_bill=detail.total_bill)
+    rows = [_after_sales_row(who.language, detail.order_id, detail.invoice_id)] \
+        if detail.status == "paid" else []
+    await reply(update, text, InlineKeyboardMarkup([*rows, back]))
 
 
 async def ask_next_profile_field(update: Update, context: ContextTypes.DEFAULT_TYPE,
@@ -89,20 +157,6 @@ async def deposit_typed(update: Update, context: ContextTypes.DEFAULT_TYPE, valu
     await reply(update, t(context, "account.deposit_processing"))
 
 
-async def contact_typed(update: Update, context: ContextTypes.DEFAULT_TYPE, value: str) -> None:
-    """KIRIM PESAN: forward the typed text to the admins."""
-    who = viewer(context)
-    await sessions.clear(context, who.user_id)
-    await rt(context).enqueue("quickcart.contact_admins", user_id=who.user_id, name=who.name,
-                              text=value[:3000], idempotency_key=intent_key(update.update_id))
-
-
-async def start_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """KIRIM PESAN: ask for the text."""
-    await sessions.start(context, viewer(context).user_id, "contact")
-    await reply(update, t(context, "contact.prompt"))
-
-
 async def set_language(update: Update, context: ContextTypes.DEFAULT_TYPE, code: str) -> None:
     """Enqueue the language change and confirm in the new language."""
     who = viewer(context)
@@ -137,7 +191,7 @@ async def delete_me_command(update: Update, context: ContextTypes.DEFAULT_TYPE) 
 
 
 async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """a:hist:<p>, a:rs:<order>, a:dep, a:edit, a:skip:<field>, a:langs, a:lang:<c>, a:erase."""
+    """AKUN buttons: a:hist, a:o (order), a:rs, a:dep, a:edit, a:skip, a:langs, a:lang, a:erase."""
     query = update.callback_query
     assert query is not None and query.data is not None
     parts = query.data.split(":")
@@ -149,6 +203,8 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         action = parts[1]
         if action == "hist":
             await show_history(update, context, int(parts[2]))
+        elif action == "o":
+            await show_order(update, context, int(parts[2]), int(parts[3]))
         elif action == "rs":
             await runtime.enqueue("quickcart.deliver_order", order_id=int(parts[2]), resend=True,
                                   requester_id=who.user_id)

@@ -32,14 +32,44 @@ class Viewer:
 
 @dataclass(frozen=True)
 class HistoryLine:
-    """One order in a user's transaction history."""
+    """One row of a user's history: an order, or a balance movement (a balance_ledger row)."""
+
+    kind: str  # "order" or "balance"
+    created_at: datetime
+    amount: Decimal  # an order's total bill; a movement's signed amount
+    word: str  # an order's status, or a movement's reason
+    invoice_id: str | None  # the order's invoice, or the invoice a movement refers to
+    order_id: int | None = None
+    delivered: bool = False
+    balance_after: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class DetailLine:
+    """One product of an order: its name, how many units, the unit price and the line total."""
+
+    product_name: str
+    quantity: int
+    unit_price: Decimal
+    total: Decimal
+
+
+@dataclass(frozen=True)
+class OrderDetail:
+    """What the shopper sees when opening one of their orders from the history."""
 
     order_id: int
     invoice_id: str
     status: str
-    total: Decimal
+    payment_method: str
+    subtotal: Decimal
+    voucher_discount: Decimal
+    payment_fee: Decimal
+    total_bill: Decimal
     created_at: datetime
+    paid_at: datetime | None
     delivered: bool
+    lines: list[DetailLine]
 
 
 def viewer(engine: Engine, user_id: int) -> Viewer | None:
@@ -76,18 +106,74 @@ def balance(engine: Engine, user_id: int) -> Decimal:
     return Decimal(value or 0)
 
 
+# Orders and balance movements in one newest-first list. A SALDO purchase writes its order and
+# its ledger row in one transaction (same created_at): the tie puts the order first, then the
+# movement, then the higher id, so paging is stable.
+_HISTORY = """
+SELECT * FROM (
+  SELECT 'order' AS kind, id AS row_id, id AS order_id, invoice_id AS reference,
+         'order' AS reference_type, status AS word, total_bill AS amount,
+         NULL::numeric AS balance_after, created_at, delivered_at IS NOT NULL AS delivered
+    FROM orders WHERE user_id = :u
+  UNION ALL
+  SELECT 'balance', id, NULL, reference_id, reference_type, reason, amount, balance_after,
+         created_at, false
+    FROM balance_ledger WHERE user_id = :u
+) h ORDER BY created_at DESC, kind DESC, row_id DESC LIMIT :n OFFSET :o
+"""
+# Ledger references that name an invoice (admin adjustments carry a request id instead).
+_INVOICE_REFERENCES = ("order", "deposit", "review")
+
+
 def history(engine: Engine, user_id: int, page: int = 0,
             page_size: int = HISTORY_PAGE) -> tuple[list[HistoryLine], int]:
-    """One page of the user's orders, newest first, and their total count."""
-    with engine.connect() as conn:
-        total = int(conn.execute(text("SELECT count(*) FROM orders WHERE user_id = :u"),
-                                 {"u": user_id}).scalar_one())
-        rows = conn.execute(text(
-            "SELECT id, invoice_id, status, total_bill, created_at, delivered_at FROM orders"
-            " WHERE user_id = :u ORDER BY created_at DESC, id DESC LIMIT :n OFFSET :o"),
-            {"u": user_id, "n": page_size, "o": max(page, 0) * page_size}).all()
-    return [HistoryLine(int(r.id), str(r.invoice_id), str(r.status), Decimal(r.total_bill),
-                        r.created_at, r.delivered_at is not None) for r in rows], total
+    """One page of the user's orders and balance movements, newest first, and their total
+    count (one REPEATABLE READ snapshot, so the page and the count agree)."""
+    with engine.connect() as raw:
+        conn = raw.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            total = int(conn.execute(text(
+                "SELECT (SELECT count(*) FROM orders WHERE user_id = :u)"
+                " + (SELECT count(*) FROM balance_ledger WHERE user_id = :u)"),
+                {"u": user_id}).scalar_one())
+            rows = conn.execute(text(_HISTORY), {"u": user_id, "n": page_size,
+                                                 "o": max(page, 0) * page_size}).all()
+    return [_history_line(r) for r in rows], total
+
+
+def _history_line(row: Any) -> HistoryLine:
+    invoice = None
+    if row.reference is not None and row.reference_type in _INVOICE_REFERENCES:
+        invoice = str(row.reference).split("#", 1)[0]  # a refund's reference is INV#R<id>
+    return HistoryLine(
+        str(row.kind), row.created_at, Decimal(row.amount), str(row.word), invoice,
+        int(row.order_id) if row.order_id is not None else None, bool(row.delivered),
+        Decimal(row.balance_after) if row.balance_after is not None else None)
+
+
+def order_detail(engine: Engine, user_id: int, order_id: int) -> OrderDetail | None:
+    """The user's own order `order_id` with its lines per product (None when it is not theirs
+    or unknown); one read-only snapshot."""
+    with engine.connect() as raw:
+        conn = raw.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            o = conn.execute(text(
+                "SELECT id, invoice_id, status, payment_method, subtotal, voucher_discount,"
+                " payment_fee, total_bill, created_at, paid_at, delivered_at FROM orders"
+                " WHERE id = :o AND user_id = :u"), {"o": order_id, "u": user_id}).first()
+            if o is None:
+                return None
+            items = conn.execute(text(
+                "SELECT p.name, i.price_per_unit, count(*) AS quantity FROM order_items i"
+                " JOIN products p ON p.id = i.product_id WHERE i.order_id = :o"
+                " GROUP BY i.product_id, p.name, i.price_per_unit ORDER BY min(i.id)"),
+                {"o": order_id}).all()
+    lines = [DetailLine(str(r.name), int(r.quantity), Decimal(r.price_per_unit),
+                        Decimal(r.price_per_unit) * int(r.quantity)) for r in items]
+    return OrderDetail(int(o.id), str(o.invoice_id), str(o.status), str(o.payment_method),
+                       Decimal(o.subtotal), Decimal(o.voucher_discount), Decimal(o.payment_fee),
+                       Decimal(o.total_bill), o.created_at, o.paid_at,
+                       o.delivered_at is not None, lines)
 
 
 def export_data(engine: Engine, user_id: int) -> dict[str, Any]:

@@ -81,6 +81,7 @@ def test_cooldown_of_five_minutes_between_redemptions(shop: Engine) -> None:
     refused = order(shop, b)
     assert refused["error"] == "voucher_cooldown"
     assert 0 < refused["params"]["seconds"] <= 300
+    assert 1 <= refused["params"]["minutes"] <= 5  # the shopper reads "{n} menit"
     with shop.begin() as conn:
         conn.execute(text("UPDATE voucher_usage_cooldown SET expires_at = now()"
                           " - interval '1 second', last_voucher_used = now() - interval '6 min'"))

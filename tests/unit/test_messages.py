@@ -51,15 +51,15 @@ def test_a_missing_parameter_shows_its_placeholder() -> None:
 
 
 def test_plural_forms_follow_the_count() -> None:
-    one = render("admin.broadcast_queued", "en", count=1)
-    many = render("admin.broadcast_queued", "en", count=3)
+    one = render("admin.broadcast_started", "en", count=1)
+    many = render("admin.broadcast_started", "en", count=3)
     assert "1 user." in one and "3 users." in many
     # Indonesian has a single form
-    assert render("admin.broadcast_queued", "id", count=1).replace("1", "3") \
-        == render("admin.broadcast_queued", "id", count=3)
+    assert render("admin.broadcast_started", "id", count=1).replace("1", "3") \
+        == render("admin.broadcast_started", "id", count=3)
     # a count that is missing or not a whole number reads as "many"
-    assert "users" in render("admin.broadcast_queued", "en")
-    assert "2.5 seconds" in render("error.voucher_cooldown", "en", seconds="2.5")
+    assert "users" in render("admin.broadcast_started", "en")
+    assert "2.5 minutes" in render("error.voucher_cooldown", "en", minutes="2.5")
 
 
 def _old_format_idr(amount: Decimal) -> str:
