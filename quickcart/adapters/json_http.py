@@ -2,7 +2,7 @@
 
 The Bot API client sends every message through this: 130 µs of CPU a request, where httpx (its
 URL model, header and cookie handling, transport layers and h11 state machine) took 385 µs
-(docs/decisions.md, "Bot API messages on http.client"). Uploads and downloads, which are rare,
+(docs/adr/0043-bot-api-on-http-client.md). Uploads and downloads, which are rare,
 stay on httpx.
 """
 

@@ -1,6 +1,6 @@
 """Bulk stock import: a file of licence keys/accounts becomes product_stocks rows, deduplicated.
 
-Decisions (docs/decisions.md, "Stock import"):
+Decisions (docs/adr/0026-stock-import.md):
 
 - One transaction per import: all or nothing, and the idempotency claim of the upload commits
   with the rows it added. A refused line (too long, not UTF-8, NUL) rolls everything back, so a

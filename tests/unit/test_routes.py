@@ -20,7 +20,7 @@ def test_every_task_is_routed_to_a_declared_queue() -> None:
 def test_no_task_has_a_celery_rate_limit() -> None:
     """A rate-limited task waits in its worker holding a prefetch slot; once every slot holds
     one, the worker fetches nothing else. With `send_message` at 30/s a delivery queued behind
-    120 "sold out" notices took 71 s instead of 0.3 s (docs/decisions.md). Telegram's own 429
+    120 "sold out" notices took 71 s instead of 0.3 s (docs/adr/0020). Telegram's own 429
     `retry_after` is the throttle (a countdown retry holds no slot)."""
     app.loader.import_default_modules()
     limited = {name: task.rate_limit for name, task in app.tasks.items()

@@ -27,7 +27,7 @@ CREATE TABLE audit_logs (
     after_state   JSONB,
     context       JSONB,
     ip_address    INET,
-    -- Chain and provenance (docs/decisions.md): the main DB's audit_outbox id makes shipping
+    -- Chain and provenance (docs/adr/0007, 0008): the main DB's audit_outbox id makes shipping
     -- idempotent; checksum = sha256(prev_checksum || content_hash) links every entry to the last.
     source_id     BIGINT      UNIQUE,
     content_hash  CHAR(64),

@@ -2,7 +2,7 @@
 
 Every business rule the seed states is enforced by PostgreSQL itself (constraints, partial unique
 indexes, triggers), so no code path — ours, an admin's psql session, a future service — can break
-it. The reasons for each addition are in docs/decisions.md.
+it. The reasons for each addition are in docs/adr/0001 and 0002.
 
 Revision ID: 0001_seed_schema
 Revises:
@@ -258,7 +258,7 @@ CREATE UNIQUE INDEX uq_balance_ledger_reference ON balance_ledger (reason, refer
 
 -- ---------------------------------------------------------------- sold_count without a hot row
 -- Each sale appends a delta; a beat job folds them into products.sold_count. Concurrent buyers
--- of one product never queue on its row (docs/decisions.md).
+-- of one product never queue on its row (docs/adr/0012).
 CREATE TABLE sold_count_deltas (
     id          BIGSERIAL   PRIMARY KEY,
     product_id  INT         NOT NULL REFERENCES products (id),
