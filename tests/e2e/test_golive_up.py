@@ -158,8 +158,8 @@ def test_an_admin_who_never_opened_the_bot_gets_the_notices_at_start(shop: Shop,
     with shop.main.begin() as conn:
         conn.exec_driver_sql(f"UPDATE users SET member_status = 'admin' WHERE id = {admin}")
     for n in range(3):
-        shop.send("quickcart.notify_admins", key="admin.user_message",
-                  params={"user_id": 5000 + n, "name": "Budi", "text": f"halo {n}"})
+        shop.send("quickcart.notify_admins", key="admin.deposit_paid",
+                  params={"invoice_id": f"DPKEPT{n}", "user_id": 5000 + n, "amount": "10000"})
     wait_until(lambda: shop.q("SELECT count(*) FROM admin_pending_notices WHERE chat_id = :a",
                               a=admin) == 3, what="three kept notices", timeout=60)
     assert shop.telegram.bot_messages(admin) == []
@@ -168,8 +168,8 @@ def test_an_admin_who_never_opened_the_bot_gets_the_notices_at_start(shop: Shop,
     after = last_id(shop, admin)
     shop.telegram.send_command(admin, "start")
     for n in range(3):
-        said(shop, admin, f"halo {n}", after, timeout=60)
+        said(shop, admin, f"DPKEPT{n}", after, timeout=60)
     wait_until(lambda: shop.q("SELECT count(*) FROM admin_pending_notices") == 0,
                what="kept notices released", timeout=30)
-    texts = [content(m) for m in shop.telegram.bot_messages(admin) if "halo" in content(m)]
+    texts = [content(m) for m in shop.telegram.bot_messages(admin) if "DPKEPT" in content(m)]
     assert texts == [t for t in texts if t] and len(texts) == 3  # each exactly once
