@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -30,22 +28,6 @@ class _RedisChannel(kombu_redis.Channel):
     tasks are still running in the pool, and their entries in Redis' unacked set (when Redis
     survived) come back after the visibility timeout.
     """
-
-    _sync_client: redis.Redis | None = None
-
-    @contextlib.contextmanager
-    def conn_or_acquire(self, client: redis.Redis | None = None) -> Iterator[redis.Redis]:
-        """kombu builds a new `redis.Redis` for every publish, ack and event (its `__init__`
-        sets up the response callbacks: a tenth of an orders worker's CPU). A client holds no
-        connection of its own, only the pool, so one per channel and pool serves them all."""
-        if client is not None:
-            yield client
-            return
-        pool = self.pool
-        cached = self._sync_client
-        if cached is None or cached.connection_pool is not pool:
-            cached = self._sync_client = self._create_client()
-        yield cached
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         transport = self.connection
@@ -80,7 +62,7 @@ broker_transport_options = {
     "unacked_restore_interval": get_settings().celery_restore_interval,
     "unacked_restore_throttle": 1,
     # Every key kombu writes (queues, unacked, bindings, pidbox and event channels) starts with
-    # REDIS_KEY_PREFIX, like the shop's own keys; workers.push pushes under it too.
+    # REDIS_KEY_PREFIX, like the shop's own keys (the bench driver's bench.prebuilt reads it).
     "global_keyprefix": get_settings().redis_key_prefix,
 }
 task_time_limit = get_settings().celery_task_time_limit
@@ -95,8 +77,7 @@ enable_utc = True
 
 # Flower sees every task from the moment a worker receives it, and each queue's backlog on its
 # broker page. No `task-sent` event: it doubled the event traffic and was a quarter of a
-# publish's CPU, to show what the backlog already shows (docs/decisions.md). Task messages are
-# pushed without one anyway (workers.push); this covers the few `send_task` calls left.
+# publish's CPU, to show what the backlog already shows (docs/decisions.md).
 worker_send_task_events = True
 task_send_sent_event = False
 task_track_started = False  # events already tell Flower when a task starts

@@ -7,11 +7,12 @@ on Ctrl-C). See bench/RESULTS.md for figures measured on the reference machine."
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 
 from bench.common import Report
-from bench.harness import interrupts_as_exceptions
+from bench.harness import TELEGRAM_LIMITS_ENV, interrupts_as_exceptions
 
 DEFAULT_SIZES = {
     "orders": 1000,
@@ -20,10 +21,13 @@ DEFAULT_SIZES = {
     "import": 1_000_000,
     "audit-lag": 20,
     "soak": 100_000,
+    "fraud-rules": 1_000_000,
+    "telegram-flood": 1000,
 }
 SIZE_HELP = ("orders: orders per concurrency level (1000); flash-sale: buyers, units = N/10 (1000);"
              " qris: orders paid (300); import: keys (1,000,000); audit-lag: seconds of orders"
-             " load (20); soak: tasks (100,000)")
+             " load (20); soak: tasks (100,000); fraud-rules: paid orders in the table (1,000,000);"
+             " telegram-flood: buyers, units = N/10, broadcast to 5 x N (1000)")
 
 
 def _runner(name: str) -> Callable[[int, bool], Report]:
@@ -42,6 +46,12 @@ def _runner(name: str) -> Callable[[int, bool], Report]:
     if name == "audit-lag":
         from bench import audit_lag
         return audit_lag.run
+    if name == "telegram-flood":
+        from bench import telegram_flood
+        return telegram_flood.run
+    if name == "fraud-rules":
+        from bench import fraud_rules
+        return fraud_rules.run
     from bench import soak
     return soak.run
 
@@ -51,7 +61,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("scenario", choices=sorted(DEFAULT_SIZES))
     parser.add_argument("--json", action="store_true", help="print one JSON object of figures")
     parser.add_argument("--size", type=int, default=None, help=SIZE_HELP)
+    parser.add_argument("--no-telegram-limits", action="store_true",
+                        help="the Telegram simulator without its flood limits (on by default:"
+                             " 30 messages/s, 1/s per chat, 20/min per group, 429 above)")
     args = parser.parse_args(argv)
+    if args.no_telegram_limits:
+        os.environ[TELEGRAM_LIMITS_ENV] = "0"
     size = args.size if args.size is not None else DEFAULT_SIZES[args.scenario]
     if size < 1:
         parser.error("--size must be positive")

@@ -46,9 +46,18 @@ class TaskWatcher:
     def __enter__(self) -> TaskWatcher:
         self._thread.start()
         if self.wait_first_event:
-            # Beat's every-second tasks prove the subscription is live before anything is sent.
-            wait_until(self._seen_any.is_set, what="first task event", timeout=30,
-                       interval=0.05)
+            # A task's events prove the subscription is live before anything is sent. The quiet
+            # beat (workers/beat.py) sends nothing while the shop is idle, so a no-op task on
+            # the default queue is sent until one is seen.
+            wait_until(lambda: self._receiver is not None, what="event receiver", timeout=30,
+                       interval=0.01)
+
+            def seen() -> bool:
+                if not self._seen_any.wait(1.0):
+                    self.app.send_task("celery.accumulate", args=(1,), queue="default")
+                return self._seen_any.is_set()
+
+            wait_until(seen, what="first task event", timeout=30, interval=0.05)
         else:
             wait_until(lambda: self._receiver is not None, what="event receiver", timeout=30,
                        interval=0.01)

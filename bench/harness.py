@@ -22,8 +22,8 @@ from celery import Celery
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench import prebuilt as push
 from sandbox.serving import ServedApp, free_port, wait_until
-from workers import push
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "quickcart-bench"
@@ -272,7 +272,10 @@ class Stack:
 
         argv = [sys.executable, "-m", "celery", "-A", "workers.app", "beat",
                 "-s", str(self.tmp / "beat-schedule"), "--pidfile=", "-l", "warning"]
-        assert self.client is not None
+        assert self.client is not None and self.redis is not None
+        # The quiet beat (workers/beat.py) sends `expire_due` only when an expiry is due: one
+        # is (of a row that never was), so its first run says beat has started.
+        self.redis.zadd(self.key("queue:payment_expiry"), {"order:0": 0})
         with TaskWatcher(self.client, wait_first_event=False) as watcher:
             proc = Proc("beat", argv, self.env, self.tmp / "beat.log")
             self.procs.append(proc)
@@ -311,8 +314,8 @@ class Stack:
 
     # ------------------------------------------------------------------ driving
     def send(self, task: str, **kwargs: Any) -> str:
-        """Enqueue a task by name exactly as the bot or API would (workers.push, what
-        workers.enqueue calls); returns the task id."""
+        """Enqueue a task by name as the bot or API would (the message `send_task` stores,
+        built by bench.prebuilt); returns the task id."""
         assert self.client is not None and self.redis is not None
         return push.send_unsafe(self.client, self.redis, task, kwargs,
                                 TASK_QUEUES.get(task, "default"))

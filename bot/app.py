@@ -20,7 +20,21 @@ from telegram.ext import (
 )
 
 from bot.gate import gate
-from bot.handlers import account, admin, catalog, menu, order
+from bot.handlers import (
+    account,
+    admin,
+    admin_broadcast,
+    admin_catalog,
+    admin_orders,
+    audit,
+    cart,
+    catalog,
+    menu,
+    order,
+    restock,
+    review,
+    support,
+)
 from bot.handlers.help import help_command
 from bot.runtime import BotRuntime
 from quickcart.adapters import redis_store
@@ -49,6 +63,10 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
         settings=settings, engine=get_engine(urls.database_url, pool_size=10),
         redis=redis_store.client(urls.redis_url))
 
+    # A reply to a ticket in a whitelisted admin group: before the gate (private chats only).
+    application.add_handler(MessageHandler(filters.ChatType.GROUPS & filters.REPLY
+                                           & ~filters.COMMAND, support.on_group_reply),
+                            group=-2)
     application.add_handler(TypeHandler(Update, gate), group=-1)
     application.add_handler(CommandHandler("start", menu.start))
     application.add_handler(CommandHandler(["menu"], menu.start))
@@ -57,15 +75,38 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     application.add_handler(CommandHandler("export", account.export_command))
     application.add_handler(CommandHandler("delete_me", account.delete_me_command))
     application.add_handler(CommandHandler("help", help_command))
+    # Before the generic admin handlers, which would otherwise take these names too.
+    for name, handler in {**review.COMMANDS, "audit": audit.audit_command}.items():
+        application.add_handler(CommandHandler(name, handler))
+    application.add_handler(CommandHandler(["refund", "reff"], admin_orders.refund_command))
+    application.add_handler(CommandHandler("order", admin_orders.order_command))
+    application.add_handler(CommandHandler("setformula", admin_orders.setformula_command))
+    application.add_handler(CommandHandler("version", admin_orders.version_command))
+    # Catalog admin and broadcasts (issue 23): before the generic admin handlers.
+    for name in admin_catalog.COMMANDS:
+        application.add_handler(CommandHandler(name, admin_catalog.command(name)))
+    application.add_handler(CommandHandler("broadcast", admin_broadcast.broadcast_command))
     for name in admin.COMMANDS:
         application.add_handler(CommandHandler(name, admin.command(name)))
     application.add_handler(MessageHandler(filters.COMMAND, menu.unknown_command))
-    application.add_handler(MessageHandler(filters.Document.ALL, admin.on_document))
+    application.add_handler(MessageHandler(filters.Document.ALL, admin_catalog.on_document))
+    application.add_handler(MessageHandler(filters.PHOTO & filters.CaptionRegex(r"^/broadcast"),
+                                           admin_broadcast.on_photo))
+    application.add_handler(MessageHandler(filters.REPLY & ~filters.COMMAND
+                                           & (filters.TEXT | filters.PHOTO), support.on_reply))
+    application.add_handler(MessageHandler(filters.PHOTO, support.on_photo))
     application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, menu.on_text))
     application.add_handler(CallbackQueryHandler(catalog.on_callback, pattern=r"^c:"))
+    application.add_handler(CallbackQueryHandler(admin_catalog.on_callback, pattern=r"^ac:"))
+    application.add_handler(CallbackQueryHandler(restock.on_callback, pattern=r"^n:"))
     application.add_handler(CallbackQueryHandler(order.on_callback, pattern=r"^o:"))
+    application.add_handler(CallbackQueryHandler(cart.on_callback, pattern=r"^k:"))
     application.add_handler(CallbackQueryHandler(order.on_payment_button, pattern=r"^pay:"))
     application.add_handler(CallbackQueryHandler(account.on_callback, pattern=r"^a:"))
+    application.add_handler(CallbackQueryHandler(support.on_callback, pattern=r"^sup:"))
+    application.add_handler(CallbackQueryHandler(admin_orders.on_callback,
+                                                 pattern=r"^(ao|rf):"))
+    application.add_handler(CallbackQueryHandler(review.on_callback, pattern=r"^rv:"))
     application.add_handler(CallbackQueryHandler(menu.on_menu_callback))
     application.add_error_handler(menu.on_error)
     return application

@@ -12,15 +12,18 @@ from typing import Any
 from quickcart.messages import render
 
 #: What a shopper can type (the default scope of the command menu). /menu is /start's alias.
-SHOPPER_COMMANDS = ("start", "stock", "help", "lang", "export", "delete_me")
+SHOPPER_COMMANDS = ("start", "stock", "help", "lang", "export", "delete_me", "refund")
 
 #: Every admin command, in the order /help lists them (products, stock, users, money, messages).
 ADMIN_COMMANDS = (
-    "add", "del", "editname", "editcat", "editprice", "editdesc", "priceress",
-    "addstock", "delstock", "delallstock", "exportstock",
+    "add", "del", "editname", "editcat", "editprice", "editdesc", "priceress", "editid",
+    "disc", "discat", "discfloor", "lowstock",
+    "addstock", "liststock", "delstock", "delallstock", "exportstock",
     "info", "ban", "unban", "addreseller", "rmress", "addadmin", "rmadmin",
-    "editbalance", "transfer", "giveaway",
-    "pm", "broadcast", "stats",
+    "editbalance", "transfer", "voucher", "giveaway",
+    "pm", "broadcast", "whitelist", "rm", "stats",
+    "order", "reff", "setformula", "version",
+    "review", "audit", "fraud",
 )
 
 #: Admin commands whose only argument is a user id: they share one syntax text.

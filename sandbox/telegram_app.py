@@ -308,7 +308,8 @@ def create_app(token: str = DEFAULT_TOKEN, state: SimState | None = None) -> Fas
     async def rate_limit(request: Request) -> JSON:
         body = await _json_body(request)
         return st.set_rate_limit(bool(body.get("enabled", True)),
-                                 body.get("per_chat_per_second"), body.get("global_per_second"))
+                                 body.get("per_chat_per_second"), body.get("global_per_second"),
+                                 body.get("per_group_per_minute"))
 
     @app.post("/sandbox/reset")
     def reset() -> JSON:

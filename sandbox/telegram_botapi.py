@@ -86,16 +86,23 @@ class BotApi(BotSetupMethods):
             return
         now = time.monotonic()
         sent = self.state.sent_times
-        while sent and now - sent[0][0] >= 1.0:
+        while sent and now - sent[0][0] >= 60.0:  # the longest window: a group's minute
             sent.popleft()
         chat_id = p.get_int("chat_id")
-        per_chat = [t for t, c in sent if c == chat_id]
+        last_second = [(t, c) for t, c in sent if now - t < 1.0]
+        per_chat = [t for t, c in last_second if c == chat_id]
         waits: list[float] = []
         if len(per_chat) >= int(cfg["per_chat_per_second"]):
             waits.append(per_chat[-int(cfg["per_chat_per_second"])] + 1.0 - now)
-        if len(sent) >= int(cfg["global_per_second"]):
-            waits.append(sent[-int(cfg["global_per_second"])][0] + 1.0 - now)
+        if len(last_second) >= int(cfg["global_per_second"]):
+            waits.append(last_second[-int(cfg["global_per_second"])][0] + 1.0 - now)
+        per_group = int(cfg.get("per_group_per_minute", 20))
+        in_group = [t for t, c in sent if c == chat_id] if chat_id is not None and chat_id < 0 \
+            else []
+        if len(in_group) >= per_group:  # groups and channels have negative ids
+            waits.append(in_group[-per_group] + 60.0 - now)
         if waits:
+            cfg["answered_429"] = int(cfg.get("answered_429", 0)) + 1
             retry = max(1, math.ceil(max(waits)))
             raise ApiError(429, f"Too Many Requests: retry after {retry}",
                            {"retry_after": retry})

@@ -76,6 +76,7 @@ class SimStore:
         self.poll_generation = 0
         self.rate_limit: JSON = {
             "enabled": False, "per_chat_per_second": 1, "global_per_second": 30,
+            "per_group_per_minute": 20, "answered_429": 0,
         }
         self.sent_times: deque[tuple[float, int]] = deque()
 
@@ -98,13 +99,17 @@ class SimStore:
             self.touch()
 
     def set_rate_limit(self, enabled: bool = True, per_chat_per_second: int | None = None,
-                       global_per_second: int | None = None) -> JSON:
-        """Switch Telegram-like flood limits (429 with retry_after); None keeps a limit as is."""
+                       global_per_second: int | None = None,
+                       per_group_per_minute: int | None = None) -> JSON:
+        """Switch Telegram-like flood limits (429 with retry_after); None keeps a limit as is.
+        `answered_429` counts the calls refused since the limits were last set."""
         with self.cond:
             cfg = self.rate_limit
             cfg["enabled"] = enabled
+            cfg["answered_429"] = 0
             for key, value in (("per_chat_per_second", per_chat_per_second),
-                               ("global_per_second", global_per_second)):
+                               ("global_per_second", global_per_second),
+                               ("per_group_per_minute", per_group_per_minute)):
                 if value is not None:
                     cfg[key] = max(1, int(value))
             self.sent_times.clear()

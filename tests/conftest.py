@@ -75,8 +75,8 @@ def assert_no_keys_left(url: str, before: set[str], prefix: str = TEST_KEY_PREFI
 
 MAIN_TABLES = (
     "risk_reviews, risk_assessments, fraud_settings, admin_actions, "
-    "broadcast_runners, broadcast_recipients, broadcasts, restock_watches, low_stock_alerts, voucher_redemptions, "
-    "discounts, admin_groups, "
+    "broadcast_runners, broadcast_recipients, broadcasts, restock_watches, low_stock_alerts, "
+    "voucher_redemptions, discounts, admin_groups, "
     "refund_formula, order_refunds, warranty_claims, order_actions, support_relays, "
     "support_messages, support_tickets, "
     "admin_grants, admin_pending_notices, audit_outbox, payment_events, outbox, idempotency_keys, "

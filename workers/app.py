@@ -17,6 +17,12 @@ TASK_MODULES = [
     "workers.tasks.maintenance",
     "workers.tasks.account",
     "workers.tasks.admin",
+    "workers.tasks.catalog_admin",
+    "workers.tasks.broadcast",
+    "workers.tasks.support",
+    "workers.tasks.aftersales",
+    "workers.tasks.admin_audit",
+    "workers.tasks.fraud",
 ]
 
 app = Celery("quickcart", include=TASK_MODULES)

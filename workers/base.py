@@ -8,11 +8,12 @@ from typing import Any
 
 import redis
 from celery import Task
+from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from quickcart.adapters import redis_store
 from quickcart.adapters.pakasir import GatewayUnavailableError
-from quickcart.adapters.telegram_api import TelegramUnavailable
+from quickcart.adapters.telegram_api import TelegramRetryAfter, TelegramUnavailable
 from workers import runtime
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,8 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     redis.TimeoutError,
     GatewayUnavailableError,
     TelegramUnavailable,
+    # A publish through kombu (workers.push) that found the broker down after its retries.
+    KombuOperationalError,
 )
 # A message delivered this many times (each a worker crash or lost ack) is poison: park it.
 MAX_DELIVERIES = 5
@@ -67,6 +70,11 @@ class QuickCartTask(Task):
                 return {"status": "poison", "deliveries": seen}
         try:
             return self.run(*args, **kwargs)
+        except TelegramRetryAfter as exc:
+            # Flood control, Telegram's 429 or our own send limits' longer wait
+            # (quickcart.adapters.rate_limit): come back when a send is allowed. The notify
+            # tasks handle it themselves; this covers every other task that answers in a chat.
+            raise self.retry(exc=exc, countdown=exc.retry_after) from exc
         except TRANSIENT as exc:
             raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
         except DBAPIError as exc:

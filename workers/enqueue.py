@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers import push, runtime
+from workers import push
 from workers.app import app
 
 # Queue of every task the bot enqueues; anything else goes to `default`.
@@ -19,10 +19,11 @@ QUEUES: dict[str, str] = {
     "quickcart.admin_import_stock": "bulk",
     "quickcart.admin_export_stock": "notify",
     "quickcart.admin_private_message": "notify",
+    "quickcart.admin_recheck_payment": "payments",
+    "quickcart.admin_replace_unit": "orders",
 }
 
 
 def enqueue(task: str, /, **kwargs: Any) -> str:
     """Send task `task` (by name) with keyword arguments; returns the task id."""
-    return push.send_unsafe(app, runtime.broker_client(), task, kwargs,
-                            QUEUES.get(task, "default"))
+    return push.send_unsafe(app, task, kwargs, QUEUES.get(task, "default"))

@@ -13,29 +13,31 @@ from workers import push, runtime
 from workers.app import app
 
 
-def _built(messages: Sequence[outbox.OutboxMessage]) -> list[tuple[str, str]]:
+def _built(messages: Sequence[outbox.OutboxMessage]) -> list[push.TaskMessage]:
     # Consumers are idempotent on the outbox id (a kwarg). The task id names the outbox row for
     # Flower but is unique per publish: a redelivery keeps it (the poison counter counts those),
     # while outbox ids that start again (a restored database) never inherit old counts.
     return [
-        (push.list_key(app, message.queue, message.topic), push.build(
-            app, message.topic, {**message.payload, "outbox_id": message.id}, message.queue,
-            task_id=f"outbox-{message.id}-{uuid.uuid4().hex[:12]}",
-            headers={"correlation_id": message.correlation_id}
-            if message.correlation_id else None)[1])
+        push.TaskMessage(message.topic, {**message.payload, "outbox_id": message.id},
+                         message.queue, task_id=f"outbox-{message.id}-{uuid.uuid4().hex[:12]}",
+                         headers={"correlation_id": message.correlation_id}
+                         if message.correlation_id else None)
         for message in messages
     ]
 
 
 def _send(messages: Sequence[outbox.OutboxMessage], drop_cache_keys: Sequence[str] = ()) -> None:
-    push.push_unsafe(runtime.broker_client(), _built(messages), delete=drop_cache_keys)
+    push.publish_unsafe(app, _built(messages))
+    if drop_cache_keys:
+        runtime.broker_client().delete(*drop_cache_keys)
 
 
 def publish_committed_unsafe(messages: Iterable[outbox.OutboxMessage],
                              drop_cache_keys: Sequence[str] = ()) -> int:
     """Publish these committed outbox rows now (the relay catches them if this fails), and
-    drop the cache keys the commit made stale: in the same round trip when the caches live in
-    the broker's Redis, else separately (best effort: the caches' TTL bounds a lost drop)."""
+    drop the cache keys the commit made stale: after the publish on the broker's connection
+    when the caches live in the broker's Redis, else separately (best effort: the caches' TTL
+    bounds a lost drop)."""
     message_list = list(messages)
     if drop_cache_keys and not (message_list and runtime.cache_shares_broker()):
         redis_store.invalidate(runtime.redis_client(), *drop_cache_keys)

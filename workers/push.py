@@ -1,91 +1,53 @@
-"""Task messages pushed straight onto their queue's Redis list: the very message `send_task`
-puts there (Celery's own builder, kombu's envelope), without what `send_task` adds per publish
-on top of it: the `task-sent` event, the queue declare, kombu's producer and its retry wrapper.
-Those were most of an intent's publishing CPU (docs/decisions.md, "Task messages are pushed").
+"""Task messages published through Celery's own API: `send_task` with the task's queue and
+priority (workers.routes), several in one producer (one broker connection, one round trip per
+message). Not transaction-safe (a broker call cannot join a database transaction), hence
+`_unsafe`: callers publish only what is committed, and the relay re-publishes what a crash left.
 
-Not transaction-safe (a broker call cannot join a database transaction), hence `_unsafe`."""
+Until issue 25 this module built kombu's Redis messages by hand and LPUSHed them (and
+celeryconfig cached kombu's Redis client per channel), for the retired "app ≥ 0.5 × raw SQL"
+ratio. Measured in one interleaved run of `orders` (bench/RESULTS.md), both together saved about
+a tenth of the CPU per order: less than the 20 % that would have justified depending on kombu's
+private Redis layout. The bench driver keeps that builder (bench/prebuilt.py)."""
 
 from __future__ import annotations
 
-import base64
-import json
-import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import redis
 from celery import Celery
-from kombu.utils import json as kombu_json
 
-from quickcart.logs import current_correlation_id
-
-
-def build(app: Celery, task: str, kwargs: dict[str, Any], queue: str, *,
-          task_id: str | None = None, headers: dict[str, Any] | None = None) -> tuple[str, str]:
-    """(task id, serialized message) for `task` on `queue`, exactly as kombu's Redis transport
-    stores a `send_task` message: a task published while a task runs names it as its parent,
-    and carries the current correlation id (what observability's publish signal adds)."""
-    task_id = task_id or str(uuid.uuid4())
-    root_id, parent_id = task_id, None
-    parent = app.current_worker_task
-    if parent is not None:
-        root_id = parent.request.root_id or parent.request.id
-        parent_id = parent.request.id
-    # As `send_task`: a task registered in this process (a worker's) lends the message its
-    # time limits; elsewhere (the bot) the message carries none and the worker applies its own.
-    registered = app._tasks.get(task)
-    limits = registered._get_exec_options() if registered is not None else {}
-    # Flower shows the arguments' repr; Celery's `saferepr` (made for arbitrary objects) was a
-    # fifth of building a message, and these arguments are small JSON values.
-    built = app.amqp.as_task_v2(task_id, task, kwargs=kwargs, root_id=root_id,
-                                parent_id=parent_id, ignore_result=None,
-                                reply_to=app.thread_oid, argsrepr="()",
-                                kwargsrepr=repr(kwargs)[:app.amqp.kwargsrepr_maxsize],
-                                time_limit=limits.get("time_limit"),
-                                soft_time_limit=limits.get("soft_time_limit"))
-    message_headers = {**built.headers, **(headers or {})}
-    if not message_headers.get("correlation_id"):
-        correlation_id = current_correlation_id()
-        if correlation_id:
-            message_headers["correlation_id"] = correlation_id
-    # kombu's JSON, as Celery's serializer (Decimal, datetime and UUID arguments travel alike).
-    body = kombu_json.dumps(built.body).encode()
-    envelope = {
-        "body": base64.b64encode(body).decode(),
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": message_headers,
-        "properties": {
-            **built.properties,
-            "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": queue},
-            "priority": 0,
-            "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
-        },
-    }
-    return task_id, json.dumps(envelope)
+from workers.routes import priority_of
 
 
-def push_unsafe(client: redis.Redis, queued: Sequence[tuple[str, str]],
-                delete: Sequence[str] = ()) -> None:
-    """LPUSH each built (queue, message) in order, and DEL the `delete` keys (caches a commit
-    made stale), in one round trip. Workers BRPOP the other end, as for kombu's own publish."""
-    if len(queued) == 1 and not delete:
-        client.lpush(*queued[0])
-        return
-    pipe = client.pipeline(transaction=False)
-    for queue, message in queued:
-        pipe.lpush(queue, message)
-    if delete:
-        pipe.delete(*delete)
-    pipe.execute()
+@dataclass(frozen=True)
+class TaskMessage:
+    """One task to publish: name, keyword arguments, queue, and optional id and headers."""
+
+    task: str
+    kwargs: dict[str, Any]
+    queue: str
+    task_id: str | None = None
+    headers: dict[str, Any] | None = None
 
 
-def send_unsafe(app: Celery, client: redis.Redis, task: str, kwargs: dict[str, Any],
-                queue: str, *, task_id: str | None = None,
-                headers: dict[str, Any] | None = None) -> str:
-    """Build and push one task message; returns its task id."""
-    task_id, message = build(app, task, kwargs, queue, task_id=task_id, headers=headers)
-    push_unsafe(client, [(queue, message)])
-    return task_id
+def publish_unsafe(app: Celery, messages: Sequence[TaskMessage]) -> list[str]:
+    """Publish `messages` in order through one producer; returns their task ids. A task
+    published while a task runs names it as its parent (Celery does); the current correlation
+    id rides along (workers.observability's publish signal)."""
+    ids: list[str] = []
+    if not messages:
+        return ids
+    with app.producer_or_acquire() as producer:
+        for m in messages:
+            result = app.send_task(m.task, kwargs=m.kwargs, queue=m.queue, task_id=m.task_id,
+                                   headers=m.headers, priority=priority_of(m.task, m.queue),
+                                   producer=producer)
+            ids.append(str(result.id))
+    return ids
+
+
+def send_unsafe(app: Celery, task: str, kwargs: dict[str, Any], queue: str, *,
+                task_id: str | None = None, headers: dict[str, Any] | None = None) -> str:
+    """Publish one task message; returns its task id."""
+    return publish_unsafe(app, [TaskMessage(task, kwargs, queue, task_id, headers)])[0]

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from quickcart.adapters import redis_store
 from quickcart.adapters.pakasir import PakasirClient
+from quickcart.adapters.rate_limit import Limits, SendLimiter
 from quickcart.adapters.telegram_api import BotApi
 from quickcart.config import get_settings
 from quickcart.db.engine import get_engine
@@ -106,7 +107,10 @@ def messenger() -> BotApi:
     def build() -> BotApi:
         settings = get_settings()
         settings.require("notify")
-        return BotApi(settings.telegram_api_base_url, settings.telegram_bot_token or "")
+        # Every worker's sends share the Redis buckets (quickcart.adapters.rate_limit).
+        limiter = SendLimiter(redis_client(), Limits.from_settings(), settings.redis_key_prefix)
+        return BotApi(settings.telegram_api_base_url, settings.telegram_bot_token or "",
+                      limiter=limiter)
     return _per_process("messenger", build)
 
 

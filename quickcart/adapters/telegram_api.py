@@ -5,6 +5,7 @@ message) go over `json_http`'s kept-alive connections; uploads and downloads ove
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from quickcart.adapters.json_http import HttpFailure, JsonPoster
+from quickcart.adapters.rate_limit import LIMITED_METHODS, SendLimiter, WaitTooLong, current_class
 
 
 class TelegramError(Exception):
@@ -27,6 +29,11 @@ class TelegramRetryAfter(TelegramError):
         self.retry_after = retry_after
 
 
+class SendLater(TelegramRetryAfter):
+    """Our own limits (or a 429) ask for a longer wait than a worker holds a message: the
+    task retries after `retry_after` seconds, like after Telegram's own 429."""
+
+
 class TelegramForbidden(TelegramError):
     """The user blocked the bot or deleted their account: retrying is pointless."""
 
@@ -39,11 +46,23 @@ class TelegramChatNotFound(TelegramError):
     """400 "chat not found": the user never opened the bot (or the id is wrong)."""
 
 
+# Backoff between in-process attempts after a 5xx or a network failure; after the last one the
+# error goes to the task, whose own retries back off further (workers.base).
+UNAVAILABLE_BACKOFF = (0.2, 0.5, 1.0)
+
+
 class BotApi:
-    """Synchronous Bot API calls with Telegram's error semantics mapped to exceptions."""
+    """Synchronous Bot API calls with Telegram's error semantics mapped to exceptions.
+
+    With a `limiter`, every call is the rate-limit-aware sender: a message-posting method first
+    takes its slots in the shared buckets (waiting as the current `SendClass`), a 429 pauses the
+    chat for every worker and is waited out, and a 5xx or network failure is tried again with
+    backoff, all within the limiter's `max_wait_seconds`; a longer wait raises SendLater."""
 
     def __init__(self, base_url: str, token: str, timeout: float = 15.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None,
+                 limiter: SendLimiter | None = None) -> None:
+        self._limiter = limiter
         self._url = f"{base_url.rstrip('/')}/bot{token}/"
         self._client = httpx.Client(timeout=timeout, transport=transport)
         # Every call goes through httpx when a test transport stands in for the network, when
@@ -65,7 +84,43 @@ class BotApi:
 
     def call(self, method: str, data: dict[str, Any] | None = None,
              files: dict[str, tuple[str, bytes, str]] | None = None) -> Any:
-        """POST one method; returns `result` or raises a TelegramError subclass."""
+        """POST one method within the send limits; returns `result` or raises a TelegramError
+        subclass (SendLater when the limits ask for a longer wait than a worker holds)."""
+        if self._limiter is None:
+            return self._post(method, data, files)
+        limiter = self._limiter
+        deadline = time.monotonic() + limiter.limits.max_wait_seconds
+        chat = (data or {}).get("chat_id")
+        chat_id = int(chat) if isinstance(chat, int | str) and str(chat).lstrip("-").isdigit() \
+            else None
+        failures = 0
+        while True:
+            if method in LIMITED_METHODS and chat_id is not None:
+                try:
+                    limiter.acquire(chat_id, current_class(), deadline - time.monotonic())
+                except WaitTooLong as exc:
+                    raise SendLater(exc.retry_after, str(exc)) from None
+            try:
+                return self._post(method, data, files)
+            except SendLater:
+                raise
+            except TelegramRetryAfter as exc:
+                # Every worker holds back from this chat (or from everyone, for a call with no
+                # chat) until Telegram allows again; this one waits too if it may.
+                limiter.pause(chat_id, exc.retry_after)
+                if time.monotonic() + exc.retry_after > deadline:
+                    raise
+                time.sleep(exc.retry_after)
+            except TelegramUnavailable:
+                backoff = UNAVAILABLE_BACKOFF[min(failures, len(UNAVAILABLE_BACKOFF) - 1)]
+                failures += 1
+                if failures > len(UNAVAILABLE_BACKOFF) or time.monotonic() + backoff > deadline:
+                    raise
+                time.sleep(backoff)
+
+    def _post(self, method: str, data: dict[str, Any] | None = None,
+              files: dict[str, tuple[str, bytes, str]] | None = None) -> Any:
+        """POST one method once; returns `result` or raises a TelegramError subclass."""
         try:
             if files:
                 form = {k: (json.dumps(v) if isinstance(v, dict | list) else v)
@@ -137,6 +192,13 @@ class BotApi:
             with dest.open("wb") as out:
                 for chunk in response.iter_bytes(1 << 16):
                     out.write(chunk)
+
+    def edit_text(self, chat_id: int, message_id: int, text: str,
+                  reply_markup: dict[str, Any] | None = None) -> None:
+        """Replace a text message ("⏳ … sedang diproses" → its outcome)."""
+        self.call("editMessageText", {"chat_id": chat_id, "message_id": message_id,
+                                      "text": text, "parse_mode": "HTML",
+                                      "reply_markup": reply_markup})
 
     def edit_caption(self, chat_id: int, message_id: int, caption: str,
                      reply_markup: dict[str, Any] | None = None) -> None:

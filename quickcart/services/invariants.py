@@ -20,7 +20,10 @@ from quickcart.services.audit_verify import verify_audit_chain
 #: Tables whose changes the main DB captures into audit_outbox (migrations/main, 0001).
 AUDITED_TABLES = (
     "users", "products", "product_stocks", "orders", "order_items", "vouchers", "deposits",
-    "admin_grants",
+    "admin_grants", "discounts", "voucher_redemptions", "admin_groups", "broadcasts",
+    "restock_watches", "fraud_settings", "risk_assessments", "risk_reviews",
+    "support_tickets", "support_messages", "order_actions", "warranty_claims", "order_refunds",
+    "refund_formula",
 )
 
 # Each query yields one text column `detail`, one row per violation.
@@ -57,6 +60,9 @@ _STOCK_CONSERVED = (
     WHERE ps.order_id IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM order_items oi
                       WHERE oi.stock_id = ps.id AND oi.order_id = ps.order_id)
+      -- A unit replaced under warranty stays sold on its order; its line moved to the new one.
+      AND NOT EXISTS (SELECT 1 FROM warranty_claims wc WHERE wc.old_stock_id = ps.id
+                      AND wc.order_id = ps.order_id AND wc.status = 'replaced')
     """,
 )
 
@@ -105,6 +111,9 @@ _PAID_ORDERS_DELIVERED = (
     FROM orders
     WHERE status = 'paid' AND delivered_at IS NULL
       AND paid_at < now() - make_interval(secs => :delivery_grace)
+      -- Paid and held by the risk rules (or refunded after review) is not undelivered.
+      AND NOT EXISTS (SELECT 1 FROM risk_reviews rv WHERE rv.order_id = orders.id
+                      AND rv.status <> 'approved')
     """,
     """
     SELECT format('order %s (%s) is %s but marked delivered at %s',
@@ -143,11 +152,56 @@ _SOLD_COUNT_TEMPLATE = """
     SELECT format('product %s: sold_count %s + pending deltas %s but %s units are sold',
                   p.id, p.sold_count, {delta}, coalesce(s.n, 0))
     FROM products p
-    LEFT JOIN (SELECT product_id, count(*) AS n FROM product_stocks WHERE is_sold
+    LEFT JOIN (SELECT product_id, count(*) AS n FROM product_stocks ps WHERE is_sold
+               -- a warranty replacement is not a sale: its dead unit is not counted again
+               AND NOT EXISTS (SELECT 1 FROM warranty_claims wc WHERE wc.old_stock_id = ps.id
+                               AND wc.status = 'replaced')
                GROUP BY product_id) s ON s.product_id = p.id
     {delta_join}
     WHERE p.sold_count + {delta} <> coalesce(s.n, 0)
 """
+
+_AFTER_SALES = (
+    # A replacement: the dead unit and the new one are sold on the claim's order, and the line
+    # the claim names now holds a unit of the same product that is not the dead one.
+    """
+    SELECT format('warranty claim %s: %s', wc.id,
+                  CASE WHEN NOT (old.is_sold AND old.order_id IS NOT DISTINCT FROM wc.order_id)
+                       THEN format('replaced unit %s is not sold on order %s', old.id, wc.order_id)
+                       WHEN NOT (new.is_sold AND new.order_id IS NOT DISTINCT FROM wc.order_id)
+                       THEN format('replacement %s is not sold on order %s', new.id, wc.order_id)
+                       WHEN new.product_id <> old.product_id
+                       THEN format('replacement %s is of another product', new.id)
+                       ELSE format('order line %s still holds the replaced unit %s',
+                                   oi.id, old.id) END)
+    FROM warranty_claims wc
+    JOIN product_stocks old ON old.id = wc.old_stock_id
+    JOIN product_stocks new ON new.id = wc.new_stock_id
+    JOIN order_items oi ON oi.id = wc.order_item_id
+    WHERE wc.status = 'replaced'
+      AND (NOT (old.is_sold AND old.order_id IS NOT DISTINCT FROM wc.order_id)
+           OR NOT (new.is_sold AND new.order_id IS NOT DISTINCT FROM wc.order_id)
+           OR new.product_id <> old.product_id OR oi.stock_id = old.id)
+    """,
+    # Refunds: only of paid orders, never more than was paid for the goods, each paid one
+    # credited by exactly its ledger row (reason 'refund', reference '<invoice>#R<id>').
+    """
+    SELECT format('order %s (%s): refunds paid %s but it is %s and its goods cost %s',
+                  o.id, o.invoice_id, r.total, o.status, o.subtotal - o.voucher_discount)
+    FROM (SELECT order_id, sum(amount) AS total FROM order_refunds WHERE status = 'paid'
+          GROUP BY order_id) r JOIN orders o ON o.id = r.order_id
+    WHERE o.status <> 'paid' OR r.total > o.subtotal - o.voucher_discount
+    """,
+    """
+    SELECT format('refund %s of order %s (%s): %s paid, ledger credit %s',
+                  r.id, o.id, o.invoice_id, r.amount, coalesce(l.amount::text, 'missing'))
+    FROM order_refunds r JOIN orders o ON o.id = r.order_id
+    LEFT JOIN balance_ledger l ON l.reason = 'refund' AND l.reference_type = 'order'
+         AND l.reference_id = o.invoice_id || '#R' || r.id
+    WHERE (r.status = 'paid') <> (l.id IS NOT NULL)
+       OR (l.id IS NOT NULL AND (l.amount <> r.amount OR l.user_id <> o.user_id))
+    """,
+)
 
 _VOUCHERS = (
     """
@@ -294,6 +348,7 @@ def check_invariants(
             collect.run(conn, "order_totals", _ORDER_TOTALS)
             collect.run(conn, "sold_count_matches", _sold_count_queries(conn))
             collect.run(conn, "vouchers", _VOUCHERS)
+            collect.run(conn, "replacements_and_refunds", _AFTER_SALES)
             collect.run(conn, "one_pending_per_user", _ONE_PENDING)
             stale, pending_creates, row_counts = _audit_counts_main(conn, audit_grace_seconds)
 

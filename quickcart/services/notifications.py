@@ -8,10 +8,17 @@ send fails, so a retry or a duplicate publish does not repeat a message that wen
 from __future__ import annotations
 
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from sqlalchemy import Engine
 
-from quickcart.adapters.telegram_api import TelegramChatNotFound
+from quickcart.adapters.telegram_api import (
+    TelegramChatNotFound,
+    TelegramError,
+    TelegramForbidden,
+    TelegramRetryAfter,
+    TelegramUnavailable,
+)
 from quickcart.config import get_settings
 from quickcart.db import idempotency, outbox
 from quickcart.db.sql import run_alone, sql
@@ -35,6 +42,10 @@ class Messenger(Protocol):
 
     def send_document(self, chat_id: int, filename: str, data: bytes, caption: str) -> int:
         """Send a file."""
+
+    def edit_text(self, chat_id: int, message_id: int, text: str,
+                  reply_markup: dict[str, Any] | None = None) -> None:
+        """Replace a text message."""
 
 
 def language_of(engine: Engine, user_id: int) -> str:
@@ -62,8 +73,16 @@ def send_catalog_message(engine: Engine, messenger: Messenger, chat_id: int, key
     """Send catalog message `key` to one chat; at most once per `once_key`."""
     if once_key and not claim_once(engine, once_key, "message"):
         return False
+    # `_edit`: the message ("⏳ … sedang diproses") this one replaces; `_buttons`: the next
+    # steps offered, rows of [label key, callback data or "url:…"] (see buttons_markup).
+    params = dict(params)
+    edit_id, rows = params.pop("_edit", None), params.pop("_buttons", None)
     try:
-        messenger.send_message(chat_id, render(key, language_of(engine, chat_id), **params))
+        lang = language_of(engine, chat_id)
+        text, markup = render(key, lang, **params), buttons_markup(rows, lang)
+        if edit_id is not None and _edited(messenger, chat_id, int(edit_id), text, markup):
+            return True
+        messenger.send_message(chat_id, text, **({"reply_markup": markup} if markup else {}))
     except TelegramChatNotFound:
         # An admin who has not opened the bot yet: the notice waits for their first contact
         # (the once key stays claimed: the kept copy is the message now).
@@ -79,13 +98,44 @@ def send_catalog_message(engine: Engine, messenger: Messenger, chat_id: int, key
     return True
 
 
+def buttons_markup(rows: Any, lang: str) -> dict[str, Any] | None:
+    """Inline keyboard from rows of [label key, callback data] ("url:…" makes a link)."""
+    if not rows:
+        return None
+    keyboard = []
+    for row in rows:
+        buttons = []
+        for label, data in row:
+            button: dict[str, Any] = {"text": render(label, lang)}
+            if str(data).startswith("url:"):
+                button["url"] = str(data)[4:]
+            else:
+                button["callback_data"] = str(data)
+            buttons.append(button)
+        keyboard.append(buttons)
+    return {"inline_keyboard": keyboard}
+
+
+def _edited(messenger: Messenger, chat_id: int, message_id: int, text: str,
+            markup: dict[str, Any] | None) -> bool:
+    """Edit `message_id` into `text`; False when it cannot be edited (gone, too old: the
+    caller sends a new message instead). Telegram's own retry-later and outages propagate."""
+    try:
+        messenger.edit_text(chat_id, message_id, text, reply_markup=markup)
+    except TelegramError as exc:
+        if isinstance(exc, (TelegramRetryAfter, TelegramUnavailable, TelegramForbidden)):
+            raise
+        return "not modified" in str(exc).lower()
+    return True
+
+
 # Messages a consumer marks sent with the once key `outbox:{id}` (the admin fan-out claims it
 # in the transaction that writes its copies); nothing else re-sends them after the broker
 # lost them.
 # Deliveries, QR creation, expiries and payments have sweeps of their own.
 REQUEUED_AFTER_BROKER_LOSS = tuple(topic for topic, _queue in (
-    topics.SEND_MESSAGE, topics.SEND_PAYMENT_QR, topics.UPDATE_PAYMENT_QR,
-    topics.NOTIFY_ADMINS))
+    topics.SEND_MESSAGE, topics.SEND_NOTICE, topics.SEND_BULK_MESSAGE, topics.SEND_PAYMENT_QR,
+    topics.UPDATE_PAYMENT_QR, topics.NOTIFY_ADMINS))
 
 
 def requeue_unsent_messages(engine: Engine, within_hours: int = 24) -> int:
@@ -111,7 +161,7 @@ def requeue_unsent_messages(engine: Engine, within_hours: int = 24) -> int:
 
 def fan_out_to_admins(engine: Engine, key: str, params: dict[str, Any],
                       outbox_id: int | None = None) -> list[outbox.OutboxMessage]:
-    """Queue one `send_message` outbox row per admin chat, in one transaction that also claims
+    """Queue one `send_notice` outbox row per admin chat, in one transaction that also claims
     the notice's once key `outbox:{outbox_id}`; returns the rows to publish after commit.
 
     Locks nothing but that key. Idempotent: a second run finds the key claimed and queues
@@ -126,18 +176,20 @@ def fan_out_to_admins(engine: Engine, key: str, params: dict[str, Any],
         for chat_id in chats:
             # Effects.message's payload, built here: its `**params` would clash with a
             # notice's own `user_id` parameter.
-            effects.add(topics.SEND_MESSAGE, {"chat_id": chat_id, "key": key, "params": params})
+            effects.add(topics.SEND_NOTICE, {"chat_id": chat_id, "key": key, "params": params})
         uow.commit()
     return effects.messages
 
 
 def admin_chat_ids(engine: Engine) -> list[int]:
-    """Admins in the database, bootstrap admins from settings, and whitelisted admin groups."""
+    """Admins in the database, bootstrap admins from settings, and the whitelisted admin groups
+    (admin_groups, which ADMIN_GROUP_IDS seeds; read here too until the first sync)."""
     settings = get_settings()
     with engine.connect() as conn:
         ids = set(conn.execute(sql(
             "SELECT id FROM users WHERE member_status = 'admin' AND NOT is_banned")).scalars())
-    return sorted(ids | set(settings.admin_ids)) + list(settings.admin_group_ids)
+        groups = set(conn.execute(sql("SELECT id FROM admin_groups")).scalars())
+    return sorted(ids | set(settings.admin_ids)) + sorted(groups | set(settings.admin_group_ids))
 
 
 def payment_qr_view(engine: Engine, kind: str, row_id: int) -> dict[str, Any] | None:
@@ -145,7 +197,12 @@ def payment_qr_view(engine: Engine, kind: str, row_id: int) -> dict[str, Any] | 
     if kind == "order":
         statement = ("SELECT o.*, (SELECT p.name FROM order_items i JOIN products p"
                " ON p.id = i.product_id WHERE i.order_id = o.id LIMIT 1) AS product_name,"
-               " (SELECT count(*) FROM order_items i WHERE i.order_id = o.id) AS quantity"
+               " (SELECT count(*) FROM order_items i WHERE i.order_id = o.id) AS quantity,"
+               # Each product and its quantity, one line each (a cart's order has several).
+               " (SELECT string_agg(x.name || ' × ' || x.n, E'\\n' ORDER BY x.product_id)"
+               " FROM (SELECT i.product_id, p.name, count(*) AS n FROM order_items i"
+               " JOIN products p ON p.id = i.product_id WHERE i.order_id = o.id"
+               " GROUP BY i.product_id, p.name) x) AS items"
                " FROM orders o WHERE o.id = :i")
     else:
         statement = "SELECT * FROM deposits WHERE id = :i"
@@ -156,6 +213,18 @@ def payment_qr_view(engine: Engine, kind: str, row_id: int) -> dict[str, Any] | 
     view = dict(row._mapping)
     view["expires_at"] = format_time(row.expires_at)
     return view
+
+
+def checkout_page_url(view: dict[str, Any]) -> str | None:
+    """Pakasir's payment page for a pending row (`/pay/{project}/{amount}?order_id=…&
+    qris_only=1` on PAKASIR_BASE_URL, the amount sent to the gateway as a plain integer), or
+    None without a configured project."""
+    settings = get_settings()
+    if not settings.pakasir_project:
+        return None
+    amount = int(view["total_bill"] - view["payment_fee"])
+    return (f"{settings.pakasir_base_url.rstrip('/')}/pay/{quote(settings.pakasir_project)}"
+            f"/{amount}?order_id={quote(str(view['invoice_id']))}&qris_only=1")
 
 
 def record_qr_message(engine: Engine, kind: str, row_id: int, message_id: int) -> None:
@@ -186,7 +255,7 @@ def deliver_order(engine: Engine, messenger: Messenger, order_id: int, resend: b
     if payload is None:
         return False
     lang = payload.language or language_of(engine, payload.chat_id)  # the claim read it
-    names = ", ".join(payload.product_names)
+    names = payload.summary() or ", ".join(payload.product_names)
     try:
         if payload.as_document:
             caption = render("order.delivery_document", lang, invoice_id=payload.invoice_id,
@@ -196,7 +265,7 @@ def deliver_order(engine: Engine, messenger: Messenger, order_id: int, resend: b
         else:
             messenger.send_message(payload.chat_id, render(
                 "order.delivery", lang, invoice_id=payload.invoice_id, product_names=names,
-                contents="\n".join(payload.contents)))
+                contents=payload.sectioned_text()))
     except Exception:
         delivery.release_delivery(engine, order_id, owner)
         raise

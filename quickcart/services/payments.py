@@ -23,7 +23,7 @@ from quickcart.domain.codes import new_invoice_id
 from quickcart.domain.errors import ShopError
 from quickcart.domain.money import qris_fee, rupiah
 from quickcart.i18n import N_
-from quickcart.services import orders, topics
+from quickcart.services import fraud, orders, topics
 from quickcart.services.effects import Effects
 from quickcart.services.ledger import ledger_has, move_balance
 from quickcart.services.orders import Outcome
@@ -153,7 +153,7 @@ def _abandon(engine: Engine, kind: str, row: Record, reason: str) -> Outcome:
 
 
 def confirm_payment(engine: Engine, gateway: PaymentGateway, invoice_id: str,
-                    event_id: int | None = None) -> Outcome:
+                    event_id: int | None = None, actor_id: int | None = None) -> Outcome:
     """Apply a payment the gateway itself confirms. Locks: user → order/deposit.
 
     A webhook is only a hint (Pakasir does not sign them): nothing is paid unless
@@ -172,18 +172,23 @@ def confirm_payment(engine: Engine, gateway: PaymentGateway, invoice_id: str,
         return _finish_event(engine, event_id, "not_paid")
     now = datetime.now(UTC)
     with unit_of_work(engine) as uow:
-        uow.set_actor(None, "system", {"gateway": "pakasir", "invoice_id": invoice_id})
+        # An admin's "re-check payment" (`actor_id`) takes this very path: the audit names them.
+        uow.set_actor(actor_id, "admin" if actor_id is not None else "system",
+                      {"gateway": "pakasir", "invoice_id": invoice_id})
         session = uow.session
         locks.lock_user(session, row.user_id)
         current = _lock(session, kind, row.id)
         assert current is not None
         effects = Effects(session)
         if current.status == "pending":
+            # Risk rules again, now that the money is here: a held deposit waits uncredited,
+            # a held order is settled but not delivered (quickcart/services/fraud.py).
+            held = fraud.screen_payment(session, effects, kind, current).held
             if kind == "order":
                 orders.settle_paid(session, effects, current, now, amount_paid=current.total_bill)
             else:
-                _settle_deposit(session, effects, current, now)
-            outcome = "paid"
+                _settle_deposit(session, effects, current, now, credit=not held)
+            outcome = "held" if held else "paid"
         elif current.status == "paid":
             outcome = "already_paid"
         else:
@@ -250,6 +255,7 @@ def create_deposit(engine: Engine, user_id: int, amount: Decimal | int | str,
                 {"u": user_id}).scalar()
             if pending is not None:
                 raise ShopError("pending_deposit_exists", invoice_id=pending)
+            fraud.screen(session, user_id, value, kind="deposit")  # block refuses here
             now = datetime.now(UTC)
             expires = now + timedelta(minutes=get_settings().order_expiry_minutes)
             fee = qris_fee(value)
@@ -273,12 +279,17 @@ def create_deposit(engine: Engine, user_id: int, amount: Decimal | int | str,
         return orders.reject(engine, user_id, idempotency_key, "create_deposit", refusal)
 
 
-def _settle_deposit(session: Session, effects: Effects, dep: Record, now: datetime) -> None:
-    """Pending deposit paid: credit its amount (the fee went to the gateway), once."""
+def _settle_deposit(session: Session, effects: Effects, dep: Record, now: datetime,
+                    credit: bool = True) -> None:
+    """Pending deposit paid: credit its amount (the fee went to the gateway), once; with
+    `credit` False (held for review) the credit waits for the admins' decision."""
     session.execute(
         text("UPDATE deposits SET status = 'paid', paid_at = :now, amount_paid = total_bill,"
              " payment_number = NULL WHERE id = :i"), {"now": now, "i": dep.id},
     )
+    if not credit:
+        effects.add(topics.UPDATE_PAYMENT_QR, {"kind": "deposit", "id": dep.id, "state": "paid"})
+        return
     balance = move_balance(session, dep.user_id, Decimal(dep.amount), "deposit", "deposit",
                            dep.invoice_id)
     effects.add(topics.UPDATE_PAYMENT_QR, {"kind": "deposit", "id": dep.id, "state": "paid"})

@@ -60,6 +60,9 @@ def test_admin_stock_commands(shop: Shop, bot: Any) -> None:
     wrong_format(shop, admin, "delallstock", "11|12")
     after = last_id(shop, admin)
     shop.telegram.send_command(admin, "delallstock", "11")
+    confirm = said(shop, admin, "Hapus 3 stok", after)  # asks first (issue 23)
+    assert shop.q("SELECT count(*) FROM product_stocks WHERE product_id = 11") == 3
+    shop.telegram.press_button(admin, confirm["message_id"], "ac:dall:11")
     said(shop, admin, "3 stok belum terjual produk 11 dihapus", after)
     assert shop.q("SELECT count(*) FROM product_stocks WHERE product_id = 11") == 0
     after = last_id(shop, admin)
@@ -118,9 +121,9 @@ def test_admin_transfer_pm_and_product_edits(shop: Shop, bot: Any) -> None:
 
 def _qris_photo(shop: Shop, uid: int, product_id: int) -> tuple[dict[str, Any], str]:
     payment = to_payment(shop, uid, product_id)
-    shop.telegram.press_button(uid, payment["message_id"], f"o:pq:{product_id}")
+    shop.telegram.press_button(uid, payment["message_id"], "k:pq")
     photo = shop.telegram.wait_for_bot_message(
-        uid, lambda m: "pay:cancel:" in str(buttons(m)), timeout=30)
+        uid, lambda m: "pay:cancel:" in str(buttons(m)) and bool(m.get("photo")), timeout=30)
     invoice = re.search(r"(QC\S+)", content(photo))
     assert invoice is not None
     wait_until(lambda: shop.q("SELECT qr_message_id FROM orders WHERE invoice_id = :i",
@@ -167,8 +170,10 @@ def test_expired_qris_photo_becomes_a_notice(shop: Shop, bot: Any) -> None:
     shop.send("quickcart.expire", kind="order", id=int(order_id))
     notice = shop.telegram.wait_for_bot_message(
         uid, lambda m: m["message_id"] == photo["message_id"]
-        and "tidak berlaku lagi" in content(m), timeout=60)
-    assert f"Invoice {invoice} kedaluwarsa" in content(notice)
-    assert buttons(notice) == []
+        and "tidak diterima lagi" in content(m), timeout=60)
+    # The late-payment policy, and only ⬅️ Kembali (issue 21).
+    assert f"Invoice {invoice} expired" in content(notice)
+    assert "saldo" in content(notice)
+    assert buttons(notice) == ["m:home"]
     assert shop.q("SELECT status FROM orders WHERE id = :i", i=order_id) == "expired"
-    assert "kedaluwarsa" in _caption_of(shop, uid, photo["message_id"])
+    assert "expired" in _caption_of(shop, uid, photo["message_id"])

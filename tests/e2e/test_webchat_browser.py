@@ -68,10 +68,9 @@ def test_buy_through_the_web_chat(shop: Shop, bot: Any, browser: Any) -> None:  
     page.button("Beli")
     page.button("+", exact=True)
     page.until(lambda: "Jumlah: 2" in page.text("log"), "the quantity 2")
-    page.button("Lanjut")
-    page.button("Lewati")
+    page.button("Lanjut ke pembayaran")
+    page.until(lambda: "Ringkasan pesanan" in page.text("log"), "the summary")
     page.button("SALDO")
-    page.button("Konfirmasi")
     page.until(lambda: page.text("log").count("KEY-1-") == 2, "the two delivered keys")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "webchat_purchase.png"
@@ -227,3 +226,31 @@ def test_known_users_urls_and_guide_screenshots(shop: Shop, bot: Any,  # noqa: F
     for name, data in shots.items():
         assert png_size(data) == VIEWPORT, name
         (GUIDE_IMAGES / name).write_bytes(data)
+
+
+def test_cart_and_summary_in_the_web_chat(shop: Shop, bot: Any, browser: Any) -> None:  # noqa: F811
+    """Issue 21: two products into the cart, a quantity changed there, the summary's exact
+    bill, paid by SALDO; every unit delivered."""
+    shop.add_product(41, price=10000, units=3)
+    shop.add_product(42, price=25000, units=3)
+    uid = shop.add_user(7041, balance=100000)
+    page = Page(browser)
+    browser.get(f"{shop.telegram.base_url}/#user={uid}")
+    page.until(lambda: str(uid) in page.text("status"), "the shopper's chat")
+    for product_id in (41, 42):
+        page.send(str(product_id))
+        page.until(lambda p=product_id: f"Produk {p}" in page.text("log"), "the product")
+        page.button("Tambah ke keranjang")
+        page.until(lambda p=product_id: f"Produk {p} × 1" in page.text("log"), "the cart")
+    page.button("➕")  # the newest ➕: the cart's last line, Produk 42 × 1 → 2
+    page.until(lambda: "Produk 42 × 2" in page.text("log"), "a quantity changed in the cart")
+    page.button("Checkout")
+    page.until(lambda: "Ringkasan pesanan" in page.text("log"), "the summary")
+    log = page.text("log")
+    assert "Total tagihan" in log and "sisa setelah bayar" in log
+    page.button("SALDO")
+    page.until(lambda: "KEY-42-" in page.text("log") and "KEY-41-" in page.text("log"),
+               "the delivered keys")
+    paid = shop.q("SELECT total_bill FROM orders WHERE user_id = :u AND status = 'paid'", u=uid)
+    assert paid == 10000 + 2 * 25000
+    assert shop.q("SELECT account_balance FROM users WHERE id = :u", u=uid) == 100000 - paid

@@ -147,6 +147,8 @@ def running_shop(server_url: str, redis_url: str, tmp: Path, *,
     main = create_engine(main_url, pool_size=10, pool_pre_ping=True)
     audit = create_engine(audit_url, pool_pre_ping=True)
     shop = FaultShop(urls, tmp, main, audit)
+    # Telegram's flood limits, as the workers must live with them (429 with retry_after).
+    shop.telegram.set_rate_limit(True)
     try:
         if start_worker:
             shop.start_worker()
@@ -192,6 +194,7 @@ def fshop(fault_shop_session: FaultShop) -> FaultShop:
     empty_databases(shop.main, shop.audit)
     redis.Redis.from_url(shop.redis_url).flushdb()
     shop.telegram.reset()
+    shop.telegram.set_rate_limit(True)  # a reset forgets the limits
     shop.pakasir.post("/sandbox/reset")
     if shop.api_url:
         shop.pakasir.post("/sandbox/webhook-url", json={"url": shop.api_url + "/webhooks/pakasir"})

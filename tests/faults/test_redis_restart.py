@@ -50,7 +50,8 @@ def _lost_side_effects(shop) -> list[str]:
         problems.append(f"outbox {row.id} {row.topic} never published")
     # A message to a shopper is sent when its consumer claimed the outbox row's once key.
     for row in shop.rows("SELECT o.id, o.payload->>'key' AS key FROM outbox o"
-                         " WHERE o.topic = 'quickcart.send_message' AND NOT EXISTS"
+                         " WHERE o.topic IN ('quickcart.send_message', 'quickcart.send_notice')"
+                         " AND NOT EXISTS"
                          " (SELECT 1 FROM idempotency_keys k WHERE k.key = 'outbox:' || o.id)"):
         problems.append(f"outbox {row.id} message {row.key} never sent")
     return problems

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from quickcart.db import migrate
-from quickcart.services import admin, admin_rights
+from quickcart.services import admin, admin_rights, stock_admin
 from quickcart.services.registration import register_user
 from tests.conftest import scalar
 from tests.integration.test_admin_services import refuses
@@ -184,10 +184,10 @@ def test_registration_makes_admin_ids_env_admins(db: Engine,
 def test_product_exists(db: Engine) -> None:
     with db.begin() as conn:
         make_product(conn, 5)
-    assert admin.product_exists(db, 5) is True
-    assert admin.product_exists(db, 999) is False
-    assert admin.product_exists(db, 0) is False
-    assert admin.product_exists(db, 10**40) is False
+    assert stock_admin.product_exists(db, 5) is True
+    assert stock_admin.product_exists(db, 999) is False
+    assert stock_admin.product_exists(db, 0) is False
+    assert stock_admin.product_exists(db, 10**40) is False
 
 
 def test_upgrade_backfills_existing_admins_as_command_admins(

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, text
 
 from quickcart.domain.errors import ShopError
 from quickcart.services import admin
+from quickcart.services import stock_admin as units
 from quickcart.services.stats import shop_stats
 from tests.conftest import scalar
 from tests.integration.test_db_rules import make_order, make_product, make_stock, make_user
@@ -163,16 +164,16 @@ def test_add_stock_lines(shop: Engine) -> None:
     with shop.begin() as conn:
         conn.execute(text("INSERT INTO product_stocks (product_id, content) VALUES (:p, 'OLD')"),
                      {"p": PRODUCT})
-    result = admin.add_stock_lines(shop, ADMIN, PRODUCT, ["A", " B ", "", "OLD", "A", "C\nD"])
+    result = units.add_stock_lines(shop, ADMIN, PRODUCT, ["A", " B ", "", "OLD", "A", "C\nD"])
     assert (result.added, result.duplicates_skipped, result.blank_skipped) == (4, 2, 1)
     assert sorted(scalar_list(shop, "SELECT content FROM product_stocks")) == [
         "A", "B", "C", "D", "OLD"]
-    again = admin.add_stock_lines(shop, ADMIN, PRODUCT, ["A", "B"])
+    again = units.add_stock_lines(shop, ADMIN, PRODUCT, ["A", "B"])
     assert again.added == 0
-    refuses(shop, "not_admin", lambda: admin.add_stock_lines(shop, CUSTOMER, PRODUCT, ["Z"]))
-    refuses(shop, "product_not_found", lambda: admin.add_stock_lines(shop, ADMIN, 99, ["Z"]))
+    refuses(shop, "not_admin", lambda: units.add_stock_lines(shop, CUSTOMER, PRODUCT, ["Z"]))
+    refuses(shop, "product_not_found", lambda: units.add_stock_lines(shop, ADMIN, 99, ["Z"]))
     refuses(shop, "stock_line_too_long",
-            lambda: admin.add_stock_lines(shop, ADMIN, PRODUCT, ["Z", "x" * 5000]))
+            lambda: units.add_stock_lines(shop, ADMIN, PRODUCT, ["Z", "x" * 5000]))
 
 
 def scalar_list(engine: Engine, sql: str) -> list[Any]:
@@ -183,13 +184,13 @@ def scalar_list(engine: Engine, sql: str) -> list[Any]:
 def test_delete_stock_unit(shop: Engine) -> None:
     with shop.begin() as conn:
         free, reserved, sold = reserved_and_sold(conn)
-    refuses(shop, "stock_unit_in_use", lambda: admin.delete_stock_unit(shop, ADMIN, reserved))
-    refuses(shop, "stock_unit_in_use", lambda: admin.delete_stock_unit(shop, ADMIN, str(sold)))
-    refuses(shop, "not_admin", lambda: admin.delete_stock_unit(shop, CUSTOMER, free))
-    assert admin.delete_stock_unit(shop, ADMIN, str(free)) == admin.DeletedUnit(free, PRODUCT)
+    refuses(shop, "stock_unit_in_use", lambda: units.delete_stock_unit(shop, ADMIN, reserved))
+    refuses(shop, "stock_unit_in_use", lambda: units.delete_stock_unit(shop, ADMIN, str(sold)))
+    refuses(shop, "not_admin", lambda: units.delete_stock_unit(shop, CUSTOMER, free))
+    assert units.delete_stock_unit(shop, ADMIN, str(free)) == units.DeletedUnit(free, PRODUCT)
     assert scalar(shop, "SELECT count(*) FROM product_stocks WHERE id = :s", s=free) == 0
-    refuses(shop, "stock_unit_not_found", lambda: admin.delete_stock_unit(shop, ADMIN, free))
-    refuses(shop, "stock_unit_not_found", lambda: admin.delete_stock_unit(shop, ADMIN, "nope"))
+    refuses(shop, "stock_unit_not_found", lambda: units.delete_stock_unit(shop, ADMIN, free))
+    refuses(shop, "stock_unit_not_found", lambda: units.delete_stock_unit(shop, ADMIN, "nope"))
 
 
 def test_a_released_unit_cannot_be_deleted(shop: Engine) -> None:
@@ -203,19 +204,19 @@ def test_a_released_unit_cannot_be_deleted(shop: Engine) -> None:
         conn.execute(text("DELETE FROM order_items WHERE order_id = :o"), {"o": order})
         conn.execute(text("UPDATE product_stocks SET order_id = NULL WHERE id = :s"), {"s": unit})
         conn.execute(text("UPDATE orders SET status = 'expired' WHERE id = :o"), {"o": order})
-    refuses(shop, "stock_unit_has_history", lambda: admin.delete_stock_unit(shop, ADMIN, unit))
-    assert admin.delete_all_unsold(shop, ADMIN, PRODUCT) == 0
+    refuses(shop, "stock_unit_has_history", lambda: units.delete_stock_unit(shop, ADMIN, unit))
+    assert units.delete_all_unsold(shop, ADMIN, PRODUCT) == 0
 
 
 def test_delete_all_unsold_keeps_reserved_and_sold(shop: Engine) -> None:
     with shop.begin() as conn:
         free, reserved, sold = reserved_and_sold(conn)
         extra = make_stock(conn, PRODUCT, 4)  # contents repeat KEY-1..; fine for this test
-    refuses(shop, "not_admin", lambda: admin.delete_all_unsold(shop, CUSTOMER, PRODUCT))
-    refuses(shop, "product_not_found", lambda: admin.delete_all_unsold(shop, ADMIN, 99))
-    assert admin.delete_all_unsold(shop, ADMIN, PRODUCT) == 1 + len(extra)
+    refuses(shop, "not_admin", lambda: units.delete_all_unsold(shop, CUSTOMER, PRODUCT))
+    refuses(shop, "product_not_found", lambda: units.delete_all_unsold(shop, ADMIN, 99))
+    assert units.delete_all_unsold(shop, ADMIN, PRODUCT) == 1 + len(extra)
     assert sorted(scalar_list(shop, "SELECT id FROM product_stocks")) == sorted([reserved, sold])
-    assert admin.delete_all_unsold(shop, ADMIN, PRODUCT) == 0
+    assert units.delete_all_unsold(shop, ADMIN, PRODUCT) == 0
 
 
 def test_export_unsold_streams_free_units_only(shop: Engine) -> None:
@@ -224,15 +225,15 @@ def test_export_unsold_streams_free_units_only(shop: Engine) -> None:
         conn.execute(text("INSERT INTO product_stocks (product_id, content, created_at)"
                           " SELECT :p, 'EXP-' || g, now() + g * interval '1 second'"
                           " FROM generate_series(1, 2500) g"), {"p": PRODUCT})
-    exported = admin.export_unsold(shop, PRODUCT, actor_id=ADMIN)
+    exported = units.export_unsold(shop, PRODUCT, actor_id=ADMIN)
     first = next(exported)
     rest = list(exported)
     assert [first, *rest] == ["KEY-1"] + [f"EXP-{g}" for g in range(1, 2501)]
     with pytest.raises(ShopError) as info:
-        admin.export_unsold(shop, PRODUCT, actor_id=CUSTOMER)  # refused before any iteration
+        units.export_unsold(shop, PRODUCT, actor_id=CUSTOMER)  # refused before any iteration
     assert info.value.code == "not_admin"
     with pytest.raises(ShopError):
-        admin.export_unsold(shop, 99, actor_id=ADMIN)
+        units.export_unsold(shop, 99, actor_id=ADMIN)
 
 
 # ------------------------------------------------------------------ users

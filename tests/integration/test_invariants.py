@@ -16,6 +16,7 @@ ALL_RULES = {
     "stock_conserved", "unit_in_one_order", "balance_equals_ledger",
     "paid_orders_delivered_once", "order_totals", "sold_count_matches", "vouchers",
     "one_pending_per_user", "every_change_audited", "audit_chain_intact",
+    "replacements_and_refunds",
 }
 
 

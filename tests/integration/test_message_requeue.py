@@ -77,7 +77,7 @@ def test_an_admin_notice_fans_out_once_into_messages_of_their_own(
     with db.connect() as conn:
         copies = conn.execute(text(
             "SELECT id, (payload->>'chat_id')::bigint AS chat FROM outbox WHERE topic = :t"),
-            {"t": topics.SEND_MESSAGE[0]}).all()
+            {"t": topics.SEND_NOTICE[0]}).all()
     assert sorted(c.chat for c in copies) == [4242, 4343]
     assert sorted(m.id for m in task_env) == sorted(c.id for c in copies)  # handed over
     # The fan-out committed with its copies, so a broker loss does not ask for it again,
@@ -86,9 +86,9 @@ def test_an_admin_notice_fans_out_once_into_messages_of_their_own(
     assert notify.notify_admins.run("admin.new_order", {"x": 1}, outbox_id=notice) == 0
     with db.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM outbox WHERE topic = :t"),
-                            {"t": topics.SEND_MESSAGE[0]}).scalar() == 2
+                            {"t": topics.SEND_NOTICE[0]}).scalar() == 2
     # The copies are catalog messages: published and lost with the broker, they come back.
     with db.begin() as conn:
         conn.execute(text("UPDATE outbox SET published_at = now() WHERE topic = :t"),
-                     {"t": topics.SEND_MESSAGE[0]})
+                     {"t": topics.SEND_NOTICE[0]})
     assert notifications.requeue_unsent_messages(db) == 2

@@ -1,6 +1,7 @@
-"""workers.push on real Redis and the outbox's publish on real PostgreSQL: a pushed message is
-byte for byte what `send_task` stores (so every worker reads it alike), cache keys go in the
-same round trip, and rows are marked published only after their publish succeeded."""
+"""The bench driver's prebuilt messages (bench.prebuilt) on real Redis, and the outbox's publish on
+real PostgreSQL: a prebuilt message is byte for byte what `send_task` stores (so every worker
+reads it alike), cache keys go in the same round trip, and rows are marked published only after
+their publish succeeded."""
 
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ import pytest
 import redis
 from sqlalchemy import Engine, create_engine, text
 
+from bench import prebuilt as push
 from quickcart.adapters.redis_store import prefixed
 from quickcart.db import outbox
 from quickcart.db.sql import run_alone
 from quickcart.logs import bind_correlation_id, clear_context
 from sandbox.serving import wait_until
 from tests.conftest import TEST_KEY_PREFIX, TestUrls
-from workers import push
 from workers.app import app
 
 

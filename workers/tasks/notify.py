@@ -9,6 +9,7 @@ from celery.exceptions import Retry
 from sqlalchemy import text
 
 from quickcart.adapters.qr import qr_png
+from quickcart.adapters.rate_limit import SendClass, sending_as, sent_as
 from quickcart.adapters.telegram_api import (
     TelegramError,
     TelegramForbidden,
@@ -23,28 +24,60 @@ from workers.base import QuickCartTask
 from workers.publish import publish_committed_unsafe
 
 
-def _retry_later(task: Any, exc: TelegramRetryAfter) -> Retry:
-    """Telegram said slow down: come back exactly when it allows."""
-    return task.retry(exc=exc, countdown=exc.retry_after)
+def _retry_later(task: Any, exc: TelegramRetryAfter) -> BaseException:
+    """Telegram (a 429) or our own send limits (SendLater) said slow down: come back exactly
+    when it allows. A flood wait is no failure, so it keeps the retry count as it was: a
+    broadcast copy may wait out a whole flash sale's deliveries without using up the retries
+    meant for Telegram being down (workers.base). What `Task.retry` does, less the count."""
+    if task.request.called_directly:
+        return exc
+    again = task.signature_from_request(task.request, countdown=exc.retry_after,
+                                        retries=task.request.retries)
+    again.apply_async()
+    return Retry(exc=exc, when=exc.retry_after, sig=again)
 
 
 # No Celery `rate_limit` on any task (tests/unit/test_routes.py): a rate-limited message
 # waits in its worker holding a prefetch slot, and once every slot holds one the worker fetches
 # nothing else, so a burst of "sold out" notices stalled the buyers' deliveries queued behind
-# it (docs/decisions.md). Telegram says when to slow down (429 with retry_after) and the retry
-# comes back then.
+# it (docs/decisions.md). The shared send limiter (quickcart.adapters.rate_limit, in BotApi)
+# paces every send across workers, a higher class first; a longer wait, like Telegram's 429
+# `retry_after`, goes back to the queue with a countdown (a countdown retry holds no slot).
+def _send_catalog(task: Any, send_class: SendClass, chat_id: int, key: str,
+                  params: dict[str, Any], outbox_id: int | None, once_key: str | None) -> bool:
+    once = once_key or (f"outbox:{outbox_id}" if outbox_id else None)
+    try:
+        with sending_as(send_class):
+            return notifications.send_catalog_message(
+                runtime.engine(), runtime.messenger(), chat_id, key, params, once_key=once)
+    except TelegramRetryAfter as exc:  # Telegram's 429, or our own limits' longer wait
+        raise _retry_later(task, exc) from exc
+    except TelegramForbidden:
+        return False  # the user blocked the bot: nothing to retry
+
+
 @app.task(base=QuickCartTask, bind=True, name="quickcart.send_message")
 def send_message(self: Any, chat_id: int, key: str, params: dict[str, Any],
                  outbox_id: int | None = None, once_key: str | None = None) -> bool:
-    """One catalog message to one chat, at most once per outbox id (or `once_key`)."""
-    once = once_key or (f"outbox:{outbox_id}" if outbox_id else None)
-    try:
-        return notifications.send_catalog_message(
-            runtime.engine(), runtime.messenger(), chat_id, key, params, once_key=once)
-    except TelegramRetryAfter as exc:
-        raise _retry_later(self, exc) from exc
-    except TelegramForbidden:
-        return False  # the user blocked the bot: nothing to retry
+    """One catalog message answering a shopper's action, at most once per outbox id (or
+    `once_key`)."""
+    return _send_catalog(self, SendClass.REPLY, chat_id, key, params, outbox_id, once_key)
+
+
+@app.task(base=QuickCartTask, bind=True, name="quickcart.send_notice")
+def send_notice(self: Any, chat_id: int, key: str, params: dict[str, Any],
+                outbox_id: int | None = None, once_key: str | None = None) -> bool:
+    """One admin's copy of a notice (after replies, before broadcasts), at most once per
+    outbox id (or `once_key`)."""
+    return _send_catalog(self, SendClass.ADMIN, chat_id, key, params, outbox_id, once_key)
+
+
+@app.task(base=QuickCartTask, bind=True, name="quickcart.send_bulk_message")
+def send_bulk_message(self: Any, chat_id: int, key: str, params: dict[str, Any],
+                      outbox_id: int | None = None, once_key: str | None = None) -> bool:
+    """One copy of a broadcast or restock notice: the lowest class, never ahead of a delivery,
+    payment, reply or admin notice; at most once per outbox id (or `once_key`)."""
+    return _send_catalog(self, SendClass.BULK, chat_id, key, params, outbox_id, once_key)
 
 
 @app.task(base=QuickCartTask, name="quickcart.notify_admins")
@@ -66,6 +99,7 @@ def release_admin_notices(chat_id: int) -> int:
 
 
 @app.task(base=QuickCartTask, bind=True, name="quickcart.deliver_order")
+@sent_as(SendClass.DELIVERY)
 def deliver_order(self: Any, order_id: int, resend: bool = False,
                   requester_id: int | None = None, outbox_id: int | None = None,
                   sent_by: str | None = None) -> bool:
@@ -86,6 +120,7 @@ def deliver_order(self: Any, order_id: int, resend: bool = False,
 
 
 @app.task(base=QuickCartTask, bind=True, name="quickcart.send_payment_qr")
+@sent_as(SendClass.DELIVERY)
 def send_payment_qr(self: Any, kind: str, id: int, outbox_id: int | None = None) -> bool:
     """The QRIS photo with its breakdown and expiry, while the row is still pending."""
     engine = runtime.engine()
@@ -100,7 +135,8 @@ def send_payment_qr(self: Any, kind: str, id: int, outbox_id: int | None = None)
     try:
         message_id = runtime.messenger().send_photo(
             view["user_id"], qr_png(view["payment_number"]), caption,
-            reply_markup=_payment_buttons(kind, view["invoice_id"], lang))
+            reply_markup=_payment_buttons(kind, view["invoice_id"], lang,
+                                          notifications.checkout_page_url(view)))
     except TelegramRetryAfter as exc:
         notifications.unclaim(engine, once)
         raise _retry_later(self, exc) from exc
@@ -118,6 +154,7 @@ HARMLESS_EDIT_ERRORS = ("message is not modified", "message to edit not found",
 
 
 @app.task(base=QuickCartTask, bind=True, name="quickcart.update_payment_qr")
+@sent_as(SendClass.DELIVERY)
 def update_payment_qr(self: Any, kind: str, id: int, state: str,
                       outbox_id: int | None = None) -> bool:
     """Paid/expired/cancelled: edit the QRIS photo's caption into a receipt or a notice and
@@ -138,8 +175,11 @@ def update_payment_qr(self: Any, kind: str, id: int, state: str,
     caption = render(f"{kind}.qr_{state}", lang, invoice_id=row.invoice_id, total=paid,
                      paid_at=notifications.format_time(row.paid_at) if row.paid_at else "-")
     try:
+        # Expired or cancelled: only ⬅️ Kembali (to the main menu), never a dead end.
+        back = [] if state == "paid" else [[{"text": render("button.back", lang),
+                                             "callback_data": "m:home"}]]
         runtime.messenger().edit_caption(row.user_id, int(row.qr_message_id), caption,
-                                         reply_markup={"inline_keyboard": []})
+                                         reply_markup={"inline_keyboard": back})
     except TelegramRetryAfter as exc:
         notifications.unclaim(engine, once)
         raise _retry_later(self, exc) from exc
@@ -159,9 +199,14 @@ def update_payment_qr(self: Any, kind: str, id: int, state: str,
     return True
 
 
-def _payment_buttons(kind: str, invoice_id: str, lang: str) -> dict[str, Any]:
-    return {"inline_keyboard": [[
+def _payment_buttons(kind: str, invoice_id: str, lang: str,
+                     checkout_url: str | None = None) -> dict[str, Any]:
+    rows: list[list[dict[str, Any]]] = []
+    if checkout_url:
+        rows.append([{"text": render("button.checkout_page", lang), "url": checkout_url}])
+    rows.append([
         {"text": render("button.check_status", lang),
          "callback_data": f"pay:check:{invoice_id}"},
         {"text": render("button.cancel", lang), "callback_data": f"pay:cancel:{invoice_id}"},
-    ]]}
+    ])
+    return {"inline_keyboard": rows}
