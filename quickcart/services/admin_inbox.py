@@ -65,7 +65,7 @@ def release_notices(engine: Engine, chat_id: int) -> list[outbox.OutboxMessage]:
             return []
         effects = Effects(uow.session)
         for row in sorted(rows, key=lambda r: r.id):
-            effects.add(topics.SEND_MESSAGE,
+            effects.add(topics.SEND_NOTICE,
                         {"chat_id": chat_id, "key": row.key, "params": dict(row.params)})
         uow.commit()
     return effects.messages
