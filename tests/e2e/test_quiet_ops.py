@@ -51,10 +51,15 @@ class Events:
         def on_succeeded(event: dict[str, Any]) -> None:
             self.succeeded[self._names.get(event["uuid"], "?")] += 1
 
+        def on_any(event: dict[str, Any]) -> None:
+            # Capturing for real (the worker's heartbeats arrive): events sent from now on
+            # are seen. Setting this before the receiver's queue is bound loses the first ones.
+            self._ready.set()
+
         with shop.client.connection_for_read() as conn:
             self._receiver = shop.client.events.Receiver(
-                conn, handlers={"task-received": on_received, "task-succeeded": on_succeeded})
-            self._ready.set()
+                conn, handlers={"task-received": on_received, "task-succeeded": on_succeeded,
+                                "*": on_any})
             self._receiver.capture(limit=None, timeout=None, wakeup=False)
 
     def since(self, t0: float) -> list[str]:
