@@ -1,5 +1,6 @@
-"""The broker channel (celeryconfig._RedisChannel) on real Redis: one client per channel and
-pool for every publish, ack and event, rebuilt when kombu replaces the pool."""
+"""The broker channel (celeryconfig._RedisChannel) on real Redis: a client whose pool kombu
+replaced (after a connection error) is rebuilt, and a client passed in is used as is. (The
+per-channel client cache is gone with the engine tricks, ADR 0062.)"""
 
 from __future__ import annotations
 
@@ -9,16 +10,6 @@ from kombu import Connection
 import celeryconfig
 from quickcart.db.sql import sql
 from tests.conftest import TestUrls
-
-
-def test_one_client_serves_every_command_of_a_channel(test_urls: TestUrls) -> None:
-    with Connection(test_urls.redis_url) as conn:
-        channel = conn.default_channel
-        assert isinstance(channel, celeryconfig._RedisChannel)
-        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
-            assert first is second
-            assert first.connection_pool is channel.pool
-            assert first.ping()
 
 
 def test_a_replaced_pool_gets_a_new_client(test_urls: TestUrls) -> None:
