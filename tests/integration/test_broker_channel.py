@@ -7,7 +7,6 @@ from __future__ import annotations
 import redis
 from kombu import Connection
 
-import celeryconfig
 from quickcart.db.sql import sql
 from tests.conftest import TestUrls
 
