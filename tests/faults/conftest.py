@@ -195,6 +195,7 @@ def fshop(fault_shop_session: FaultShop) -> FaultShop:
     redis.Redis.from_url(shop.redis_url).flushdb()
     shop.telegram.reset()
     shop.telegram.set_rate_limit(True)  # a reset forgets the limits
+    shop.kills = 0  # each test counts its own kills
     shop.pakasir.post("/sandbox/reset")
     if shop.api_url:
         shop.pakasir.post("/sandbox/webhook-url", json={"url": shop.api_url + "/webhooks/pakasir"})
