@@ -523,7 +523,8 @@ def test_rate_limit_429(sim: TelegramSimulator, client: httpx.Client) -> None:
         assert call(client, sim, "sendMessage", json={"chat_id": a, "text": f"m{i}"}).json()["ok"]
 
     r = client.post("/sandbox/rate-limit", json={"enabled": True, "global_per_second": 3})
-    assert r.json() == {"enabled": True, "per_chat_per_second": 1, "global_per_second": 3}
+    assert r.json() == {"enabled": True, "per_chat_per_second": 1, "global_per_second": 3,
+                        "per_group_per_minute": 20, "answered_429": 0}
     assert call(client, sim, "sendMessage", json={"chat_id": a, "text": "x"}).json()["ok"]
     r = call(client, sim, "sendMessage", json={"chat_id": a, "text": "y"})
     assert r.status_code == 429
