@@ -1,4 +1,4 @@
-"""Admin services and shop stats against real PostgreSQL: effects, refusals that change nothing,
+"""Admin services against real PostgreSQL: effects, refusals that change nothing,
 retries that act once."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +16,6 @@ from sqlalchemy import Connection, Engine, text
 from quickcart.domain.errors import ShopError
 from quickcart.services import admin
 from quickcart.services import stock_admin as units
-from quickcart.services.stats import shop_stats
 from tests.conftest import scalar
 from tests.integration.test_db_rules import make_order, make_product, make_stock, make_user
 
@@ -367,59 +365,3 @@ def test_user_info(shop: Engine) -> None:
     assert admin.user_info(shop, 4, actor_id=ADMIN)["orders"]["paid"] == 1
     refuses(shop, "user_not_found", lambda: admin.user_info(shop, 999, actor_id=ADMIN))
     refuses(shop, "not_admin", lambda: admin.user_info(shop, ADMIN, actor_id=CUSTOMER))
-
-
-# ------------------------------------------------------------------ stats
-
-def paid_order(conn: Connection, user_id: int, units: int, price: int, fee: int,
-               paid_at: datetime) -> None:
-    """A QRIS order of `units` units, paid at `paid_at`, its units sold."""
-    stock = list(conn.execute(text(
-        "INSERT INTO product_stocks (product_id, content) SELECT :p, 'S-' || gen_random_uuid()"
-        " FROM generate_series(1, :n) RETURNING id"), {"p": PRODUCT, "n": units}).scalars())
-    subtotal = price * units
-    order_id = conn.execute(text(
-        "INSERT INTO orders (invoice_id, user_id, subtotal, payment_fee, total_bill,"
-        " payment_method) VALUES (:inv, :u, :s, :f, :t, 'qris') RETURNING id"),
-        {"inv": uuid.uuid4().hex[:16], "u": user_id, "s": subtotal, "f": fee,
-         "t": subtotal + fee}).scalar_one()
-    conn.execute(text("UPDATE product_stocks SET order_id = :o WHERE id = ANY(:ids)"),
-                 {"o": order_id, "ids": stock})
-    conn.execute(text("INSERT INTO order_items (order_id, product_id, stock_id, price_per_unit)"
-                      " SELECT :o, product_id, id, :pr FROM product_stocks WHERE order_id = :o"),
-                 {"o": order_id, "pr": price})
-    conn.execute(text("UPDATE orders SET status = 'paid', paid_at = :at WHERE id = :o"),
-                 {"o": order_id, "at": paid_at})
-    conn.execute(text("UPDATE product_stocks SET is_sold = true WHERE order_id = :o"),
-                 {"o": order_id})
-
-
-def test_shop_stats(shop: Engine) -> None:
-    # 20:00 UTC on 10 March is 03:00 on 11 March in Jakarta (UTC+7): "today" began 17:00 UTC.
-    now = datetime(2026, 3, 10, 20, 0, tzinfo=UTC)
-    with shop.begin() as conn:
-        make_user(conn, 4)
-        make_product(conn, 20)
-        conn.execute(text("INSERT INTO products (id, name, customer_price, is_active)"
-                          " VALUES (30, 'old', 1000, false)"))
-        paid_order(conn, CUSTOMER, 2, 10000, 450, datetime(2026, 3, 10, 18, 0, tzinfo=UTC))
-        paid_order(conn, 4, 1, 10000, 380, datetime(2026, 3, 10, 16, 59, tzinfo=UTC))  # yesterday
-        make_stock(conn, PRODUCT, 5)
-        (reserved,) = make_stock(conn, 20, 1)
-        make_order(conn, CUSTOMER, [reserved])  # pending
-    stats = shop_stats(shop, now=now)
-    assert stats.total_users == 3
-    assert stats.paid_transactions == 2
-    assert stats.revenue_today == Decimal("20000")  # total_bill − fee of today's order only
-    assert stats.active_orders == 1
-    assert stats.day_start == datetime(2026, 3, 10, 17, 0, tzinfo=UTC)
-    assert [(p.product_id, p.units_sold) for p in stats.top_products] == [(PRODUCT, 3)]
-    assert [(p.product_id, p.units_left) for p in stats.stock_left] == [(PRODUCT, 5), (20, 0)]
-    assert shop_stats(shop, now=datetime(2026, 3, 11, 17, 0, tzinfo=UTC)).revenue_today == 0
-
-
-def test_shop_stats_on_an_empty_shop(db: Engine) -> None:
-    stats = shop_stats(db)
-    assert (stats.total_users, stats.paid_transactions, stats.revenue_today,
-            stats.active_orders, stats.top_products, stats.stock_left) == (
-        0, 0, Decimal("0"), 0, [], [])
