@@ -133,7 +133,10 @@ def test_two_proposals_racing_never_refund_more_than_paid(shop: Engine) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(outcomes) == ["paid", "paid", "refund_too_large"]
+    # Whichever proposal locks the order first is paid (its second press answers "paid"
+    # again); the other is refused: never both.
+    assert sorted(outcomes) in (["paid", "paid", "refund_too_large"],
+                                ["paid", "refund_too_large", "refund_too_large"])
     assert scalar(shop, "SELECT sum(amount) FROM order_refunds WHERE status = 'paid'") == 20000
     assert scalar(shop, "SELECT count(*) FROM balance_ledger WHERE reason = 'refund'") == 1
 
