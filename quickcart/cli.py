@@ -84,11 +84,17 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
-    from quickcart.golive import live_services, refuse_demo_rows, should_seed_demo
+    from quickcart.golive import (
+        live_services,
+        refuse_demo_rows,
+        refuse_sandbox_payments_on_live_telegram,
+        should_seed_demo,
+    )
     from quickcart.launcher import Supervisor, flower_login
     from quickcart.services.demo import DEMO_ADMIN_ID, chat_users, seed_demo
 
     demo = should_seed_demo(settings, args.demo)  # before anything is written
+    refuse_sandbox_payments_on_live_telegram(settings)
     rc = cmd_migrate(argparse.Namespace(downgrade=None))
     main_url, audit_url, redis_url = _urls()
     from quickcart.db.engine import get_engine
@@ -134,11 +140,11 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
         urls.append(("Pakasir sandbox", f"http://127.0.0.1:{port}/"))
     # `--quiet`: no banners (the summary below says what runs where).
     celery = [py, "-m", "celery", "-A", "workers.app", "--quiet"]
-    workers = {"worker": ("default,orders,expiry,audit,notify", "2", "main@%h"),
-               "payments": ("payments", "1", "payments@%h"), "bulk": ("bulk", "1", "bulk@%h")}
+    workers = {"worker": ("default,orders,expiry,audit,notify", 2, "main@%h"),
+               "payments": ("payments", 1, "payments@%h"), "bulk": ("bulk", 1, "bulk@%h")}
     for name, (queues, concurrency, hostname) in workers.items():
-        sup.start(name, [*celery, "worker", "-Q", queues, "-c", concurrency, "-n", hostname,
-                         "-E", "-l", "info"])
+        sup.start(name, [py, "-m", "celery", "--quiet",
+                         *worker_argv(queues, concurrency, hostname)])
     sup.start("beat", [*celery, "beat", "-l", "info", "-s",
                        str(settings.data_dir / "celerybeat-schedule")])
     sup.start("api", [py, "-m", "uvicorn", "api.app:create_app", "--factory",

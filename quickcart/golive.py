@@ -42,6 +42,15 @@ def should_seed_demo(settings: Settings, requested: bool) -> bool:
     return not live
 
 
+def refuse_sandbox_payments_on_live_telegram(settings: Settings) -> None:
+    """Stop `up` from pairing a real bot with the local Pakasir sandbox: real shoppers would get
+    QR codes nobody can pay, and the sandbox's "Bayar" button would release real keys."""
+    if "TELEGRAM_BOT_TOKEN" in live_services(settings) and not settings.pakasir_project:
+        raise GoLiveRefused(
+            "quickcart up: refused, TELEGRAM_BOT_TOKEN is set but PAKASIR_PROJECT is not (a live"
+            " bot would take sandbox payments); set PAKASIR_PROJECT and PAKASIR_API_KEY")
+
+
 def refuse_demo_rows(engine: Engine, who: str) -> None:
     """Stop a live start whose database still holds demo rows (read only)."""
     rows = find_demo_rows(engine)

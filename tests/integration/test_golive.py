@@ -132,6 +132,17 @@ def test_demo_with_live_keys_is_refused_before_anything_is_written(
     assert not _exists(test_urls, scratch_dbs[0])
 
 
+def test_a_live_bot_with_the_pakasir_sandbox_is_refused_before_anything_is_written(
+        test_urls: TestUrls, scratch_dbs: tuple[str, str], tmp_path: object) -> None:
+    result = _cli("up", DATABASE_URL=scratch_dbs[0], AUDIT_DATABASE_URL=scratch_dbs[1],
+                  TELEGRAM_BOT_TOKEN="1:live-token", DATA_DIR=str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "quickcart up: refused, TELEGRAM_BOT_TOKEN is set but PAKASIR_PROJECT is not (a live"
+        " bot would take sandbox payments); set PAKASIR_PROJECT and PAKASIR_API_KEY"]
+    assert not _exists(test_urls, scratch_dbs[0])
+
+
 def test_a_live_start_over_demo_rows_refuses_naming_them(db: Engine) -> None:
     assert seed_demo(db)
     with pytest.raises(GoLiveRefused) as refused:
