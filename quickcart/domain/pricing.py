@@ -15,13 +15,6 @@ ROLES = ("customer", "reseller", "admin")
 PAYMENT_METHODS = ("qris", "account_balance")
 
 
-def unit_price(role: str, customer_price: Decimal, reseller_price: Decimal | None) -> Decimal:
-    """Resellers pay `reseller_price` when set; everyone else the customer price."""
-    if role == "reseller" and reseller_price is not None:
-        return reseller_price
-    return customer_price
-
-
 def product_unit_price(product_id: int, role: str, customer_price: Decimal,
                        reseller_price: Decimal | None, *,
                        discounts: Iterable[Discount] = (),

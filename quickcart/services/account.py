@@ -252,10 +252,11 @@ def own_pending_deposit(engine: Engine, user_id: int, invoice_id: str) -> int | 
 
 
 def own_order_id(engine: Engine, user_id: int, invoice_id: str) -> int | None:
-    """The id of the user's order `invoice_id`, or None (someone else's invoice is None)."""
+    """The id of the user's order `invoice_id` as typed (any case), or None (someone else's
+    invoice is None)."""
     with engine.connect() as conn:
         found = conn.execute(text("SELECT id FROM orders WHERE user_id = :u AND invoice_id = :i"),
-                             {"u": user_id, "i": invoice_id}).scalar()
+                             {"u": user_id, "i": invoice_id.strip().upper()}).scalar()
     return None if found is None else int(found)
 
 

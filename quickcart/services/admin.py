@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, Row, text
+from sqlalchemy import Connection, Engine, Row, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -65,11 +65,13 @@ def _admin_work(engine: Engine, actor_id: int) -> Iterator[UnitOfWork]:
     """A unit of work acting as `actor_id`, refused unless the actor is an admin."""
     with unit_of_work(engine) as uow:
         uow.set_actor(actor_id, "admin")
-        _require_admin(uow.session, actor_id)
+        require_admin(uow.session, actor_id)
         yield uow
 
 
-def _require_admin(session: Session, actor_id: int) -> None:
+def require_admin(session: Session | Connection, actor_id: int) -> None:
+    """Refuse (ShopError 'not_admin') unless `actor_id` is an admin, not banned, not erased
+    (THE admin check: every admin service runs it inside its own transaction)."""
     row = session.execute(
         text("SELECT member_status, is_banned, erased_at FROM users WHERE id = :a"),
         {"a": actor_id},

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 
 from quickcart.db import locks
 from quickcart.db.outbox import OutboxMessage
-from quickcart.db.sql import Tx, run, run_alone
+from quickcart.db.sql import run, run_alone
 from quickcart.db.uow import unit_of_work
 from quickcart.domain.errors import ShopError
 from quickcart.services.effects import Effects
@@ -37,14 +37,6 @@ SUBJECT_ARGUMENTS = ("invoice_id", "user_id", "product_id", "stock_id", "review_
 ATTEMPT_LIMIT = 5
 MAX_TEXT = 200
 _ACCOUNT_LIKE = re.compile(r"\S+:\S+")
-
-
-def require_admin(session: Tx, actor_id: int) -> None:
-    """Refuse (ShopError 'not_admin') unless `actor_id` is an admin in good standing."""
-    row = run(session, "SELECT member_status, is_banned FROM users WHERE id = :a",
-              {"a": actor_id}).first()
-    if row is None or row.member_status != "admin" or row.is_banned:
-        raise ShopError("not_admin", actor_id=actor_id)
 
 
 def mask(arguments: dict[str, Any]) -> dict[str, Any]:

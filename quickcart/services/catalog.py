@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -10,6 +11,7 @@ import redis
 from sqlalchemy import Engine, Row, text
 
 from quickcart.adapters import redis_store
+from quickcart.domain.periods import period_start
 from quickcart.services import discounts as catalog_discounts
 
 PAGE_SIZE = 8
@@ -181,16 +183,16 @@ def mask_name(name: str | None) -> str:
 
 
 def top_buyers(engine: Engine, limit: int = 10) -> list[TopBuyer]:
-    """The `limit` shoppers who paid most this calendar month (Asia/Jakarta), by amount paid,
-    with their number of paid orders. Reads only."""
+    """The `limit` shoppers who paid most this calendar month (the shop's, as /stats month),
+    by amount paid, with their number of paid orders. Reads only."""
+    since = period_start("month", datetime.now(UTC))
     with engine.connect() as conn:
         rows = conn.execute(text(
             "SELECT u.name, count(*) AS orders, sum(o.total_bill) AS total"
             " FROM orders o JOIN users u ON u.id = o.user_id"
-            " WHERE o.status = 'paid' AND u.erased_at IS NULL"
-            " AND o.paid_at >= date_trunc('month', now() AT TIME ZONE 'Asia/Jakarta')"
-            " AT TIME ZONE 'Asia/Jakarta'"
-            " GROUP BY u.id, u.name ORDER BY total DESC, u.id LIMIT :n"), {"n": limit}).all()
+            " WHERE o.status = 'paid' AND u.erased_at IS NULL AND o.paid_at >= :since"
+            " GROUP BY u.id, u.name ORDER BY total DESC, u.id LIMIT :n"),
+            {"since": since, "n": limit}).all()
     return [TopBuyer(mask_name(r.name), int(r.orders), Decimal(r.total)) for r in rows]
 
 

@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from quickcart.db.sql import Tx, run
 from quickcart.domain.errors import ShopError
+from quickcart.domain.periods import same_shop_day
+from quickcart.services import fraud_settings
 from quickcart.services.effects import Effects
 from quickcart.services.fraud_settings import ACTIONS, DEFAULTS, merged
 
-JAKARTA = ZoneInfo("Asia/Jakarta")
 SCORE_CAP = 100
 RANK = {action: rank for rank, action in enumerate(ACTIONS)}
 
@@ -150,18 +150,12 @@ FROM users u WHERE u.id = :u
 """
 
 
-def read_settings(session: Tx) -> dict[str, str]:
-    """The settings now (stored rows over the defaults), read in the caller's transaction."""
-    return merged({r.name: r.value for r in
-                   run(session, "SELECT name, value FROM fraud_settings").all()})
-
-
 def read_facts(session: Tx, user_id: int, amount: Decimal, *, external: bool,
                own_order: int | None = None,
                own_deposit: int | None = None) -> tuple[Facts, dict[str, str]]:
     """The facts about a payment of `amount` by `user_id`, and the settings (two short round
     trips). The caller holds the user's row lock."""
-    settings = read_settings(session)
+    settings = fraud_settings.read(session)
     now = datetime.now(UTC)
     row = run(session, _FACTS, {
         "u": user_id, "own_order": own_order or 0, "own_deposit": own_deposit or 0,
@@ -171,7 +165,7 @@ def read_facts(session: Tx, user_id: int, amount: Decimal, *, external: bool,
         "small": Decimal(settings["structuring_below"])}).one()
     since = row.reseller_since
     reseller_today = (row.member_status == "reseller" and since is not None
-                      and since.astimezone(JAKARTA).date() == now.astimezone(JAKARTA).date())
+                      and same_shop_day(since, now))
     return Facts(amount=Decimal(amount), external=external, payments=int(row.payments),
                  small_payments=int(row.small_payments), paid_amount=Decimal(row.paid_amount),
                  account_age=now - row.created_at, reseller_today=reseller_today), settings

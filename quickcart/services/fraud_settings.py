@@ -12,10 +12,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from quickcart.db.sql import run
+from quickcart.db.sql import Tx, run
 from quickcart.db.uow import unit_of_work
 from quickcart.domain.errors import ShopError
-from quickcart.services.admin_audit import require_admin
+from quickcart.services.order_lookup import require_admin
 
 ACTIONS = ("pass", "flag", "review", "block")
 
@@ -94,19 +94,23 @@ def merged(rows: dict[str, Any] | None) -> dict[str, str]:
     return values
 
 
+def read(session: Tx) -> dict[str, str]:
+    """Every setting's value (stored rows over the defaults), read in the caller's transaction."""
+    return merged({r.name: r.value for r in
+                   run(session, "SELECT name, value FROM fraud_settings").all()})
+
+
 def current(engine: Engine) -> dict[str, str]:
     """Every setting's value now (defaults for missing rows); locks nothing."""
     with engine.connect() as conn:
-        rows = {r.name: r.value for r in run(conn, "SELECT name, value FROM fraud_settings").all()}
-    return merged(rows)
+        return read(conn)
 
 
 def for_admin(engine: Engine, actor_id: int) -> dict[str, str]:
     """`current`, for an admin only (ShopError 'not_admin' otherwise); a read."""
     with engine.connect() as conn:
         require_admin(conn, actor_id)
-        rows = {r.name: r.value for r in run(conn, "SELECT name, value FROM fraud_settings").all()}
-    return merged(rows)
+        return read(conn)
 
 
 def set_setting(engine: Engine, actor_id: int, name: str, value: str) -> SettingChange:

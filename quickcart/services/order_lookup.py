@@ -20,6 +20,11 @@ from quickcart.db import locks
 from quickcart.db.sql import Tx, run, run_alone
 from quickcart.domain.errors import ShopError
 
+# Re-exported for the after-sales callers: THE admin check, and unit short ids as /liststock
+# shows them and /delstock takes them.
+from quickcart.services.admin import require_admin as require_admin
+from quickcart.services.stock_admin import short_id as short_id
+
 # An invoice (QC2412061234ABCD, DP…): letters and digits, at least one digit, 4–20 long.
 INVOICE = re.compile(r"^(?=[A-Z_-]*[0-9])[A-Z0-9][A-Z0-9_-]{3,19}$")
 RECENT_ORDERS = 6
@@ -84,14 +89,6 @@ class OrderView:
         return max(Decimal(0), self.paid_for_goods - self.refunded)
 
 
-def require_admin(session: Tx, actor_id: int) -> None:
-    """Refuse (ShopError 'not_admin') unless `actor_id` is an admin, not banned, not erased."""
-    row = run(session, "SELECT member_status, is_banned, erased_at FROM users WHERE id = :a",
-              {"a": actor_id}).first()
-    if row is None or row.member_status != "admin" or row.is_banned or row.erased_at is not None:
-        raise ShopError("not_admin", actor_id=actor_id)
-
-
 def lock_buyer_and_order(session: Tx, order_id: int) -> Any:
     """Lock an order's buyer (users row), then the order: the documented lock order of every
     after-sales change. Returns the locked order; ShopError('order_not_found') when unknown."""
@@ -146,13 +143,6 @@ def find_order(engine: Engine, reference: tuple[str, str | int]) -> int | None:
     else:
         found = run_alone(engine, "SELECT id FROM orders WHERE user_id = :u"
                           " ORDER BY created_at DESC, id DESC LIMIT 1", {"u": value}).scalar()
-    return int(found) if found is not None else None
-
-
-def own_order(engine: Engine, user_id: int, invoice_id: str) -> int | None:
-    """The id of `user_id`'s order `invoice_id` (None when it is not theirs or unknown)."""
-    found = run_alone(engine, "SELECT id FROM orders WHERE invoice_id = :i AND user_id = :u",
-                      {"i": invoice_id.upper(), "u": user_id}).scalar()
     return int(found) if found is not None else None
 
 
@@ -226,8 +216,3 @@ def refunded_totals(engine: Engine, order_ids: Iterable[int]) -> dict[int, Decim
                      " WHERE status = 'paid' AND order_id = ANY(:ids) GROUP BY order_id",
                      {"ids": ids}).all()
     return {int(r.order_id): Decimal(r.total) for r in rows}
-
-
-def short_id(stock_id: object) -> str:
-    """A unit's short id (the first 8 characters of its uuid), as /liststock shows it."""
-    return str(stock_id)[:8]

@@ -30,10 +30,10 @@ from quickcart.db.uow import unit_of_work
 from quickcart.domain.errors import ShopError
 from quickcart.i18n import N_
 from quickcart.services import topics
-from quickcart.services.admin_audit import require_admin
 from quickcart.services.effects import Effects
 from quickcart.services.fraud_settings import current
 from quickcart.services.ledger import move_balance
+from quickcart.services.order_lookup import require_admin
 
 DECISIONS = ("approve", "refund", "keep")
 #: Priority by score: (minimum score, name, hours to decide).

@@ -15,9 +15,9 @@ from decimal import Decimal
 from sqlalchemy import Engine
 
 from quickcart.db.sql import sql
+from quickcart.domain.periods import PERIODS as PERIODS  # re-exported: the bot's /stats reads it
+from quickcart.domain.periods import period_start
 
-SHOP_TIMEZONE = "Asia/Jakarta"
-PERIODS = ("today", "week", "month", "all")
 TOP_PRODUCTS = 5
 
 
@@ -49,14 +49,6 @@ class PeriodStats:
     warranty_claims: int
     top: list[TopProduct]
 
-
-_SINCE = """
-SELECT CASE :period
-    WHEN 'today' THEN date_trunc('day', CAST(:now AS timestamptz), :tz)
-    WHEN 'week' THEN date_trunc('week', CAST(:now AS timestamptz), :tz)
-    WHEN 'month' THEN date_trunc('month', CAST(:now AS timestamptz), :tz)
-END
-"""
 
 _TOTALS = """
 SELECT coalesce(sum(o.total_bill - o.payment_fee), 0) AS revenue,
@@ -100,16 +92,13 @@ LIMIT :n
 def period_stats(engine: Engine, period: str = "today",
                  now: datetime | None = None) -> PeriodStats:
     """The figures of `period` (today / week / month / all, Jakarta calendar)."""
-    if period not in PERIODS:
-        raise ValueError(f"unknown period {period!r}")
     moment = now or datetime.now(UTC)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
+    since = period_start(period, moment)  # ValueError for an unknown period
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
         conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-        since = conn.execute(sql(_SINCE), {"period": period, "now": moment,
-                                           "tz": SHOP_TIMEZONE}).scalar()
         params = {"since": since}
         totals = conn.execute(sql(_TOTALS), params).one()
         others = conn.execute(sql(_OTHERS), params).one()

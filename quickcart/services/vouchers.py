@@ -17,12 +17,12 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from quickcart.config import get_settings
-from quickcart.db import locks
+from quickcart.db import idempotency, locks
 from quickcart.db.sql import Record, Statement, Tx
-from quickcart.db.uow import unit_of_work
 from quickcart.domain.codes import new_voucher_code
 from quickcart.domain.errors import ShopError
 from quickcart.domain.money import rupiah
+from quickcart.services.admin import _admin_work
 
 MIN_AMOUNT = Decimal("1000")
 MAX_AMOUNT = Decimal("1000000")
@@ -36,12 +36,12 @@ def normalise_code(code: str) -> str:
 
 def generate_vouchers(
     engine: Engine, actor_id: int, amount: Decimal | int | str, count: int,
-    valid_days: int = 30,
+    valid_days: int = 30, *, intent_key: str | None = None,
 ) -> list[str]:
     """Create `count` unique codes worth `amount`; locks nothing (the unique index decides).
 
-    Not idempotent by itself: the calling task claims its idempotency key in this transaction.
-    """
+    Idempotent per `intent_key` when given: the key is claimed in this transaction with the
+    codes as its result, so a re-run returns the codes the first run made."""
     value = rupiah(amount)
     if not MIN_AMOUNT <= value <= MAX_AMOUNT:
         raise ShopError("voucher_amount_range", min=str(MIN_AMOUNT), max=str(MAX_AMOUNT))
@@ -51,9 +51,11 @@ def generate_vouchers(
         raise ShopError("voucher_days_range")
     expires = datetime.now(UTC) + timedelta(days=valid_days)
     codes: list[str] = []
-    with unit_of_work(engine) as uow:
-        uow.set_actor(actor_id, "admin")
-        _require_admin(uow.session, actor_id)
+    with _admin_work(engine, actor_id) as uow:
+        if intent_key is not None:
+            previous = idempotency.claim(uow.session, intent_key, "generate_vouchers")
+            if previous is not None:
+                return [str(c) for c in previous["codes"]]
         while len(codes) < count:
             code = new_voucher_code()
             try:
@@ -66,16 +68,10 @@ def generate_vouchers(
                 codes.append(code)
             except IntegrityError:  # a collision in 36^8: draw again
                 continue
+        if intent_key is not None:
+            idempotency.record(uow.session, intent_key, {"codes": codes})
         uow.commit()
     return codes
-
-
-def _require_admin(session: Tx, actor_id: int) -> None:
-    role = session.execute(
-        text("SELECT member_status FROM users WHERE id = :id"), {"id": actor_id}
-    ).scalar()
-    if role != "admin":
-        raise ShopError("not_admin")
 
 
 def hold_voucher(session: Tx, user_id: int, code: str, now: datetime) -> Record:
@@ -137,11 +133,12 @@ def create_voucher(
     engine: Engine, actor_id: int, *, code: str | None, amount: Decimal | int | str,
     percent: int | None = None, max_uses: int | None = None,
     per_user_limit: int | None = None, min_purchase: Decimal | int | str = 0,
-    valid_days: int = 30,
+    valid_days: int = 30, intent_key: str | None = None,
 ) -> str:
     """/voucher: one code of any kind (a given code or a generated one). `amount` is the
-    discount, or a percentage voucher's cap. Locks nothing (the unique code decides); not
-    repeatable by itself (a second call with the same code is refused 'voucher_exists')."""
+    discount, or a percentage voucher's cap. Locks nothing (the unique code decides). Without
+    `intent_key` a second call with the same code is refused 'voucher_exists'; with it, the
+    key is claimed in this transaction, so a re-run of the intent returns the code it made."""
     value = rupiah(amount)
     if not MIN_AMOUNT <= value <= MAX_AMOUNT:
         raise ShopError("voucher_amount_range", min=str(MIN_AMOUNT), max=str(MAX_AMOUNT))
@@ -159,9 +156,11 @@ def create_voucher(
     if wanted is not None and not re.fullmatch(r"[A-Z0-9]{4,20}", wanted):
         raise ShopError("voucher_code_format")
     expires = datetime.now(UTC) + timedelta(days=valid_days)
-    with unit_of_work(engine) as uow:
-        uow.set_actor(actor_id, "admin")
-        _require_admin(uow.session, actor_id)
+    with _admin_work(engine, actor_id) as uow:
+        if intent_key is not None:
+            previous = idempotency.claim(uow.session, intent_key, "create_voucher")
+            if previous is not None:
+                return str(previous["code"])
         for _ in range(20):
             candidate = wanted or new_voucher_code()
             inserted = uow.session.execute(
@@ -172,6 +171,8 @@ def create_voucher(
                  "mu": max_uses, "pu": per_user_limit, "mp": minimum},
             ).scalar()
             if inserted is not None:
+                if intent_key is not None:
+                    idempotency.record(uow.session, intent_key, {"code": inserted})
                 uow.commit()
                 return str(inserted)
             if wanted is not None:

@@ -24,7 +24,7 @@ from quickcart.db.sql import run
 from quickcart.db.uow import unit_of_work
 from quickcart.domain.errors import ShopError
 from quickcart.services.effects import Effects
-from quickcart.services.order_lookup import require_admin, short_id
+from quickcart.services.order_lookup import lock_buyer_and_order, require_admin, short_id
 from quickcart.services.orders import Outcome
 
 #: The notify task that sends the buyer their replacement unit (workers/tasks/aftersales.py).
@@ -42,14 +42,11 @@ def replace_unit(engine: Engine, actor_id: int, order_item_id: int, idempotency_
         session = uow.session
         uow.set_actor(actor_id, "admin", {"intent": idempotency_key, "action": "warranty"})
         require_admin(session, actor_id)
-        found = run(session, "SELECT i.order_id, o.user_id FROM order_items i"
-                    " JOIN orders o ON o.id = i.order_id WHERE i.id = :i",
-                    {"i": order_item_id}).first()
-        if found is None:
+        order_id = run(session, "SELECT order_id FROM order_items WHERE id = :i",
+                       {"i": order_item_id}).scalar()
+        if order_id is None:
             raise ShopError("unit_not_in_order")
-        locks.lock_user(session, int(found.user_id))
-        order = locks.lock_order(session, int(found.order_id))
-        assert order is not None
+        order = lock_buyer_and_order(session, int(order_id))
         prior = idempotency.claim(session, idempotency_key, "warranty_replace")
         if prior is not None:
             return Outcome(prior)

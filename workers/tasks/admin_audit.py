@@ -18,7 +18,7 @@ from celery.signals import task_postrun, task_prerun
 
 from quickcart.domain.errors import ShopError
 from quickcart.i18n import N_
-from quickcart.services import admin_audit
+from quickcart.services import admin_audit, order_lookup
 from workers import runtime
 from workers.app import app
 from workers.base import QuickCartTask
@@ -131,7 +131,7 @@ def audit_query(actor_id: int, subject: str, idempotency_key: str,
     engine = runtime.engine()
     try:
         with engine.connect() as conn:
-            admin_audit.require_admin(conn, actor_id)
+            order_lookup.require_admin(conn, actor_id)
         entries = admin_audit.query(engine, runtime.audit_engine(), subject, limit)
     except ShopError as refusal:
         reply(actor_id, f"error.{refusal.code}", once_key=idempotency_key, **refusal.params)

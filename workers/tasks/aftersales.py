@@ -24,7 +24,7 @@ from quickcart.domain.errors import ShopError
 from quickcart.domain.refund_formula import Estimate
 from quickcart.i18n import N_, format_datetime
 from quickcart.messages import render
-from quickcart.services import notifications, order_lookup, order_tools, refunds, warranty
+from quickcart.services import account, notifications, order_lookup, order_tools, refunds, warranty
 from quickcart.services.order_lookup import OrderView, short_id
 from workers import runtime
 from workers.app import app
@@ -59,13 +59,21 @@ def send_after_sales_answer(self: Any, chat_id: int, parts: list[list[Any]], onc
     markup = {"inline_keyboard": [[{"text": render(str(key), lang, **dict(params)),
                                     "callback_data": data} for key, data, params in row]
                                   for row in buttons]} if buttons else None
+    return _send_claimed(self, once_key, chat_id, text[:4000], markup)
+
+
+def _send_claimed(task: Any, once_key: str, chat_id: int, text: str,
+                  markup: dict[str, Any] | None = None) -> bool:
+    """Send a message whose `once_key` the caller claimed: released when the send fails (a
+    Telegram wait retries `task`); a chat that blocked the bot keeps it (nothing to retry)."""
+    engine = runtime.engine()
     try:
-        runtime.messenger().send_message(chat_id, text[:4000], reply_markup=markup)
+        runtime.messenger().send_message(chat_id, text, reply_markup=markup)
     except TelegramRetryAfter as exc:
         notifications.unclaim(engine, once_key)
-        raise self.retry(exc=exc, countdown=exc.retry_after) from exc
+        raise task.retry(exc=exc, countdown=exc.retry_after) from exc
     except TelegramForbidden:
-        return False  # blocked the bot: nothing to retry
+        return False
     except Exception:
         notifications.unclaim(engine, once_key)
         raise
@@ -299,18 +307,10 @@ def deliver_replacement(self: Any, claim_id: int, outbox_id: int | None = None) 
         return False
     text = render("warranty.delivery", notifications.language_of(engine, view.user_id),
                   invoice_id=view.invoice_id, product_names=view.name, contents=view.content)
-    try:
-        with sending_as(SendClass.DELIVERY):  # goods the buyer is owed go first
-            runtime.messenger().send_message(view.user_id, text)
-    except TelegramRetryAfter as exc:
-        notifications.unclaim(engine, once)
-        raise self.retry(exc=exc, countdown=exc.retry_after) from exc
-    except TelegramForbidden:
-        return False  # the buyer blocked the bot; the lookup still shows the replacement
-    except Exception:
-        notifications.unclaim(engine, once)
-        raise
-    return True
+    # Goods the buyer is owed go first; a buyer who blocked the bot still sees the
+    # replacement in the lookup.
+    with sending_as(SendClass.DELIVERY):
+        return _send_claimed(self, once, view.user_id, text)
 
 
 # ------------------------------------------------------------------ refunds
@@ -351,7 +351,7 @@ def refund_estimate(viewer_id: int, idempotency_key: str, invoice_id: str | None
         target = order_id
         if target is None and invoice_id:
             target = order_lookup.find_order(engine, ("invoice", invoice_id.upper())) if admin \
-                else order_lookup.own_order(engine, viewer_id, invoice_id)
+                else account.own_order_id(engine, viewer_id, invoice_id)
         if target is None:
             raise ShopError("order_not_found")
         found = refunds.order_estimate(engine, target)

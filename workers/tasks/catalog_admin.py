@@ -18,7 +18,6 @@ from typing import Any
 from quickcart.adapters import redis_store
 from quickcart.adapters.telegram_api import TelegramRetryAfter
 from quickcart.config import get_settings
-from quickcart.db.sql import sql
 from quickcart.domain import discounts as discount_rule
 from quickcart.domain.errors import ShopError
 from quickcart.domain.money import format_idr
@@ -326,21 +325,13 @@ def discount_floor(actor_id: int, product_id: int, floor: str,
 def create_voucher(actor_id: int, code: str | None, amount: str, percent: int | None,
                    max_uses: int | None, per_user_limit: int | None, min_purchase: str,
                    valid_days: int, idempotency_key: str) -> dict[str, Any]:
-    """/voucher: one code of any kind (amount or percent with cap, uses, minimum purchase)."""
-    engine = runtime.engine()
-
+    """/voucher: one code of any kind (amount or percent with cap, uses, minimum purchase);
+    created once per intent (a re-run answers with the code the first run made)."""
     def act() -> Parts:
-        done = notifications.claim_once(engine, f"{idempotency_key}:voucher", "voucher")
-        if not done:
-            raise ShopError("voucher_exists", code=code or "-")
-        try:
-            made = vouchers.create_voucher(
-                engine, actor_id, code=code, amount=amount, percent=percent, max_uses=max_uses,
-                per_user_limit=per_user_limit, min_purchase=min_purchase,
-                valid_days=valid_days)
-        except Exception:
-            notifications.unclaim(engine, f"{idempotency_key}:voucher")
-            raise
+        made = vouchers.create_voucher(
+            runtime.engine(), actor_id, code=code, amount=amount, percent=percent,
+            max_uses=max_uses, per_user_limit=per_user_limit, min_purchase=min_purchase,
+            valid_days=valid_days, intent_key=f"{idempotency_key}:voucher")
         value = f"{percent}% (maks. {format_idr(Decimal(amount))})" if percent \
             else format_idr(Decimal(amount))
         return [(N_("admin.voucher_created"), {
@@ -364,15 +355,9 @@ def giveaway(actor_id: int, amount: str, count: int, idempotency_key: str) -> di
     def act() -> Parts:
         if not 1 <= count <= GIVEAWAY_MAX_CODES:
             raise ShopError("voucher_count_range", max=GIVEAWAY_MAX_CODES)
-        codes_key = f"{idempotency_key}:generate"
-        if notifications.claim_once(engine, codes_key, "giveaway"):
-            try:
-                codes = vouchers.generate_vouchers(engine, actor_id, amount, count)
-            except Exception:
-                notifications.unclaim(engine, codes_key)
-                raise
-        else:
-            codes = _giveaway_codes(engine, idempotency_key)
+        # The codes are made once per intent: a re-run gets the same codes back.
+        codes = vouchers.generate_vouchers(engine, actor_id, amount, count,
+                                           intent_key=f"{idempotency_key}:generate")
         started = broadcast.start(
             engine, actor_id, f"{idempotency_key}:giveaway", "giveaway",
             N_("giveaway.message"),
@@ -384,16 +369,6 @@ def giveaway(actor_id: int, amount: str, count: int, idempotency_key: str) -> di
                 (N_plural("admin.broadcast_started", "count"), {"count": started.total})]
     return audited("giveaway", actor_id, {"amount": amount, "count": count}, idempotency_key,
                    act)
-
-
-def _giveaway_codes(engine: Any, idempotency_key: str) -> list[str]:
-    """A re-run giveaway (its codes were made before): read them back from its broadcast."""
-    with engine.connect() as conn:
-        message = conn.execute(sql("SELECT params FROM broadcasts WHERE intent_key = :k"),
-                               {"k": f"{idempotency_key}:giveaway"}).scalar()
-    if not message:
-        raise ShopError("voucher_count_range", max=GIVEAWAY_MAX_CODES)
-    return str(message["codes"]).split("\n")
 
 
 # ------------------------------------------------------------------ groups and stats
