@@ -94,7 +94,7 @@ def order_estimate(engine: Engine, order_id: int, now: datetime | None = None) -
             raise ShopError("order_not_paid", invoice_id=order.invoice_id)
         formula = load_formula(conn)
         lines = order_lines(conn, order_id, order.subtotal, order.voucher_discount)
-        refunded = _refunded(conn, order)
+        refunded = refunded_so_far(conn, order)
     days = max(0, (now - order.delivered_at).days) if order.delivered_at else 0
     estimates = [estimate(formula, line.paid, days, line.claims) for line in lines]
     return OrderEstimate(order_id, str(order.invoice_id), estimates,
@@ -102,7 +102,7 @@ def order_estimate(engine: Engine, order_id: int, now: datetime | None = None) -
                          Decimal(order.subtotal - order.voucher_discount), refunded)
 
 
-def _refunded(session: Tx, order: Any) -> Decimal:
+def refunded_so_far(session: Tx, order: Any) -> Decimal:
     """What the buyer got back for `order` so far: the refunds paid, and the review queue's
     refund of a held order (quickcart/services/review.py credits it under reference
     ('review', invoice) and keeps no order_refunds row), so neither pays twice."""
@@ -142,7 +142,7 @@ def propose(engine: Engine, actor_id: int, order_id: int, amount: Decimal | str,
             return Outcome(prior)
         if order.status != "paid":
             raise ShopError("order_not_paid", invoice_id=order.invoice_id)
-        _cap(order, _refunded(session, order), value)
+        _cap(order, refunded_so_far(session, order), value)
         refund_id = run(session, "INSERT INTO order_refunds (order_id, user_id, amount,"
                         " proposed_by) VALUES (:o, :u, :a, :by) RETURNING id",
                         {"o": order_id, "u": order.user_id, "a": value, "by": actor_id}).scalar()
@@ -180,7 +180,7 @@ def confirm(engine: Engine, actor_id: int, refund_id: int) -> Outcome:
         if refund.status != "proposed":
             return Outcome({**base, "status": refund.status, "changed": False})
         amount = Decimal(refund.amount)
-        _cap(order, _refunded(session, order), amount)
+        _cap(order, refunded_so_far(session, order), amount)
         balance = move_balance(session, order.user_id, amount, "refund", "order",
                                f"{order.invoice_id}#R{refund_id}", actor_id=actor_id,
                                note=f"refund of {order.invoice_id}")

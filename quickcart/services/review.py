@@ -34,6 +34,7 @@ from quickcart.services.effects import Effects
 from quickcart.services.fraud_settings import current
 from quickcart.services.ledger import move_balance
 from quickcart.services.order_lookup import require_admin
+from quickcart.services.refunds import refunded_so_far
 
 DECISIONS = ("approve", "refund", "keep")
 #: Priority by score: (minimum score, name, hours to decide).
@@ -200,10 +201,15 @@ def _apply(session: Tx, effects: Effects, actor_id: int, decision: str, kind: st
         effects.message(row.user_id, "review.approved", invoice_id=invoice)
         return "approved"
     paid = Decimal(row.amount_paid if row.amount_paid is not None else row.total_bill)
-    amount = paid - Decimal(row.payment_fee)
+    # What an admin's /refund already paid back for this order is not paid a second time.
+    amount = max(paid - Decimal(row.payment_fee) - refunded_so_far(session, row), Decimal(0))
     run_script(session, [(statement, {"o": row.id}) for statement, _ in _RELEASE_UNITS])
-    balance = move_balance(session, row.user_id, amount, "refund", "review", invoice,
-                           actor_id=actor_id, note=reason)
+    if amount > 0:
+        balance = move_balance(session, row.user_id, amount, "refund", "review", invoice,
+                               actor_id=actor_id, note=reason)
+    else:  # refunded in full before: the units go back to stock, no ledger row
+        balance = Decimal(run(session, "SELECT account_balance FROM users WHERE id = :u",
+                              {"u": row.user_id}).scalar_one())
     effects.message(row.user_id, "review.refunded", invoice_id=invoice, amount=str(amount),
                     balance=str(balance), reason=reason or "-")
     return "refunded"
