@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from sandbox.serving import ServedApp, free_port, wait_until
 
-__all__ = ["ROOT", "CeleryProcess", "ServedApp", "free_port", "wait_until"]
+__all__ = ["ROOT", "CeleryProcess", "ServedApp", "free_port", "stop_group", "wait_until"]
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def stop_group(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM the process group `proc` leads (started with `start_new_session`), a clean
+    shutdown; SIGKILL the group if it hangs."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 class CeleryProcess:
@@ -42,13 +59,8 @@ class CeleryProcess:
 
     def stop(self) -> None:
         """Warm shutdown (finish the current task), then force if it hangs."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.kill_hard()
+        if self.proc is not None:
+            stop_group(self.proc)
 
     def log_tail(self, lines: int = 40) -> str:
         """The end of the process log, for failure messages."""

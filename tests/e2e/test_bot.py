@@ -4,9 +4,7 @@ simulator, real Celery workers, real PostgreSQL and Redis, the Pakasir sandbox."
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -18,7 +16,8 @@ from sqlalchemy import text
 
 from quickcart.services.vouchers import generate_vouchers
 from tests.e2e.conftest import Shop
-from tests.support import ROOT, free_port, wait_until
+from tests.e2e.test_payments_api import pay
+from tests.support import ROOT, free_port, stop_group, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -49,18 +48,7 @@ def bot_with(shop: Shop, **env: str) -> Iterator[subprocess.Popen[bytes]]:
         wait_until(polling, what="bot polling", timeout=60)
         yield proc
     finally:
-        stop(proc)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the bot's process group (a clean shutdown), SIGKILL it if it hangs."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_group(proc)
 
 
 # ------------------------------------------------------------------ helpers
@@ -123,6 +111,18 @@ def to_payment(shop: Shop, uid: int, product_id: int, extra: int = 0,
     return shop.telegram.wait_for_bot_message(
         uid, lambda m: "k:pq" in buttons(m) and voucher in content(m),
         after_message_id=prompt["message_id"], timeout=30)
+
+
+def qris_invoice(shop: Shop, uid: int, payment: Message) -> tuple[Message, str]:
+    """Press QRIS on the summary `payment`; the invoice photo (its "check" button) and its
+    invoice id."""
+    press(shop, uid, payment, "k:pq", lambda m: "diproses" in content(m)
+          or "Invoice" in content(m))
+    photo = shop.telegram.wait_for_bot_message(
+        uid, lambda m: "Invoice" in content(m) and "pay:check:" in str(buttons(m)), timeout=30)
+    invoice = re.search(r"(QC\S+)", content(photo))
+    assert invoice is not None
+    return photo, invoice.group(1)
 
 
 def make_admin(shop: Shop, uid: int) -> int:
@@ -193,18 +193,11 @@ def test_qris_with_voucher(shop: Shop, bot: Any) -> None:
     admin = make_admin(shop, 9002)
     [code] = generate_vouchers(shop.main, admin, 5000, 1)
     uid = shop.add_user(5002)
-    payment = to_payment(shop, uid, 2, voucher=code)
-    press(shop, uid, payment, "k:pq", lambda m: "diproses" in content(m)
-          or "Invoice" in content(m))
-    photo = shop.telegram.wait_for_bot_message(
-        uid, lambda m: "Invoice" in content(m) and "pay:check:" in str(buttons(m)), timeout=30)
-    invoice = re.search(r"(QC\S+)", content(photo))
-    assert invoice is not None
+    photo, invoice = qris_invoice(shop, uid, to_payment(shop, uid, 2, voucher=code))
     assert shop.q("SELECT voucher_discount FROM orders WHERE invoice_id = :i",
-                  i=invoice.group(1)) == 5000
-    shop.telegram.press_button(uid, photo["message_id"], f"pay:check:{invoice.group(1)}")
-    response = shop.pakasir.post(f"/sandbox/transactions/{invoice.group(1)}/pay")
-    assert response.status_code in (200, 303), response.text
+                  i=invoice) == 5000
+    shop.telegram.press_button(uid, photo["message_id"], f"pay:check:{invoice}")
+    pay(shop, invoice)
     said(shop, uid, "KEY-2-", timeout=60)
     assert shop.q("SELECT is_used FROM vouchers WHERE code = :c", c=code) is True
 
@@ -470,6 +463,6 @@ def test_webhook_mode_answers_pushed_updates_and_refuses_forged_ones(shop: Shop)
                 if m["message_id"] > after] == [profile["message_id"]]
         assert not shop.telegram.calls(method="getUpdates", since=since)
     finally:
-        stop(proc)
+        stop_group(proc)
         # The simulator is shared: the next test's bot polls again.
         httpx.post(shop.telegram.api_url("deleteWebhook"), timeout=10)

@@ -5,7 +5,6 @@ actor; `quickcart check` and `quickcart audit verify` are clean."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
@@ -15,7 +14,17 @@ from quickcart.services.audit_verify import verify_audit_chain
 from quickcart.services.invariants import check_invariants
 from tests.e2e import test_bot as base
 from tests.e2e.conftest import Shop
-from tests.e2e.test_bot import buttons, content, last_id, make_admin, press, said, to_payment
+from tests.e2e.test_bot import (
+    buttons,
+    content,
+    last_id,
+    make_admin,
+    press,
+    qris_invoice,
+    said,
+    to_payment,
+)
+from tests.e2e.test_payments_api import pay
 from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
@@ -30,16 +39,8 @@ def test_new_account_purchase_is_held_approved_and_delivered_once(shop: Shop,
     admin = make_admin(shop, 9240)
     uid = shop.add_user(5240)  # registered just now: a new account
 
-    payment = to_payment(shop, uid, 24)
-    press(shop, uid, payment, "k:pq", lambda m: "diproses" in content(m)
-          or "Invoice" in content(m))
-    photo = shop.telegram.wait_for_bot_message(
-        uid, lambda m: "Invoice" in content(m) and "pay:check:" in str(buttons(m)), timeout=30)
-    found = re.search(r"(QC\S+)", content(photo))
-    assert found is not None
-    invoice = found.group(1)
-    response = shop.pakasir.post(f"/sandbox/transactions/{invoice}/pay")
-    assert response.status_code in (200, 303), response.text
+    photo, invoice = qris_invoice(shop, uid, to_payment(shop, uid, 24))
+    pay(shop, invoice)
     shop.telegram.press_button(uid, photo["message_id"], f"pay:check:{invoice}")
     said(shop, uid, "peninjauan keamanan", timeout=60)
     order_id = shop.q("SELECT id FROM orders WHERE invoice_id = :i", i=invoice)

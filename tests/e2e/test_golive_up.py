@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -22,11 +21,11 @@ from quickcart.services.demo import DEMO_ADMIN_ID, DEMO_SHOPPER_ID, seed_demo
 from quickcart.services.registration import register_user
 from sandbox.pakasir import create_app as create_pakasir_app
 from sandbox.telegram import TelegramSimulator
-from tests.conftest import TestUrls
+from tests.conftest import TestUrls, assert_no_keys_left, redis_keys
 from tests.e2e import test_bot as base
 from tests.e2e.conftest import Shop
 from tests.e2e.test_bot import content, last_id, said
-from tests.e2e.test_up import Up, stop_up
+from tests.e2e.test_up import Up
 from tests.support import ServedApp, wait_until
 
 pytestmark = pytest.mark.slow
@@ -49,6 +48,7 @@ class Live:
         self.audit_url = f"postgres://{server.username}@{server.host}:{server.port}" \
                          f"/qct_golive_{tag}_audit"
         self.redis_url = urls.redis_url.rsplit("/", 1)[0] + f"/{1 + (os.getpid() + 7) % 15}"
+        self.keys_before = redis_keys(self.redis_url)
         self.telegram = TelegramSimulator().start()
         self.pakasir = ServedApp(create_pakasir_app("live-project", "live-key", webhook_url=None))
 
@@ -66,13 +66,16 @@ class Live:
     def close(self) -> None:
         self.telegram.stop()
         self.pakasir.stop()
-        redis.Redis.from_url(self.redis_url).flushdb()
         admin = create_engine(self.server_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             for url in (self.main_url, self.audit_url):
                 conn.exec_driver_sql(
                     f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
         admin.dispose()
+        # `up` inherits this session's REDIS_KEY_PREFIX: delete exactly its keys (the database
+        # is shared with other sessions, whose shops a FLUSHDB would wipe), and fail if it
+        # wrote any without the prefix.
+        assert_no_keys_left(self.redis_url, self.keys_before)
 
 
 @pytest.fixture()
@@ -86,11 +89,8 @@ def live(test_urls: TestUrls) -> Iterator[Live]:
 
 @pytest.fixture()
 def live_up(live: Live, tmp_path: Path) -> Iterator[Up]:
-    runner = Up(tmp_path, env=live.env())
-    try:
+    with Up(tmp_path, env=live.env()) as runner:
         yield runner
-    finally:
-        stop_up(runner)
 
 
 def _unknown_command(live: Live, uid: int, command: str, args: str) -> None:
@@ -134,11 +134,8 @@ def test_a_live_start_over_demo_rows_refuses_and_names_the_purge(live: Live,
     migrate_all(live.main_url, live.audit_url)
     engine = live.engine()
     seed_demo(engine)
-    runner = Up(tmp_path, env=live.env())
-    try:
+    with Up(tmp_path, env=live.env()) as runner:
         assert runner.proc.wait(timeout=120) == 2
-    finally:
-        stop_up(runner)
     last = runner.output().strip().splitlines()[-1]
     assert last.startswith("quickcart up: refusing a live start, the database holds demo data"
                            " (demo users 900001, 900002; demo products 1, 2, 3, 4;"

@@ -4,8 +4,6 @@ kept in DATA_DIR; `quickcart worker` names its node (`--hostname`, or from its q
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
 import stat
 import subprocess
@@ -20,7 +18,7 @@ import pytest
 
 from quickcart.launcher import FLOWER_PASSWORD_FILE, flower_login
 from tests.e2e.conftest import Shop
-from tests.support import ROOT, free_port, wait_until
+from tests.support import ROOT, free_port, stop_group, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -35,13 +33,7 @@ def quickcart(env: dict[str, str], log: Path, *args: str) -> Iterator[subprocess
     try:
         yield proc
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_group(proc)
 
 
 def command_lines(pid: int) -> str:

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.slow
 
 
 class Up:
-    """A `quickcart up` process and what it printed."""
+    """A `quickcart up` process and what it printed; leaving a `with` block stops it
+    (`stop_up`)."""
 
     def __init__(self, tmp: Path, env: dict[str, str] | None = None,
                  args: tuple[str, ...] = ()) -> None:
@@ -57,6 +58,12 @@ class Up:
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
+    def __enter__(self) -> Up:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stop_up(self)
+
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
@@ -84,11 +91,8 @@ class Up:
 
 @pytest.fixture()
 def up(tmp_path: Path) -> Iterator[Up]:
-    runner = Up(tmp_path)
-    try:
+    with Up(tmp_path) as runner:
         yield runner
-    finally:
-        stop_up(runner)
 
 
 def stop_up(runner: Up) -> None:
@@ -178,11 +182,9 @@ def test_up_runs_the_whole_shop_and_ctrl_c_stops_it(up: Up) -> None:
 @pytest.fixture()
 def quiet_up(tmp_path: Path) -> Iterator[Up]:
     # No FLOWER_USER/FLOWER_PASSWORD: `up` generates the password and keeps it in DATA_DIR.
-    runner = Up(tmp_path, env={"FLOWER_USER": "", "FLOWER_PASSWORD": ""}, args=("--quiet",))
-    try:
+    with Up(tmp_path, env={"FLOWER_USER": "", "FLOWER_PASSWORD": ""},
+            args=("--quiet",)) as runner:
         yield runner
-    finally:
-        stop_up(runner)
 
 
 def test_up_quiet_keeps_the_console_to_the_summary_and_logs_per_component(

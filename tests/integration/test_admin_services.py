@@ -17,7 +17,13 @@ from quickcart.domain.errors import ShopError
 from quickcart.services import admin
 from quickcart.services import stock_admin as units
 from tests.conftest import scalar
-from tests.integration.test_db_rules import make_order, make_product, make_stock, make_user
+from tests.integration.test_db_rules import (
+    make_admin,
+    make_order,
+    make_product,
+    make_stock,
+    make_user,
+)
 
 ADMIN = 1
 ADMIN2 = 2
@@ -29,9 +35,8 @@ PRODUCT = 10
 def shop(db: Engine) -> Engine:
     """Admin 1, customer 3 and product 10 (Rp10.000)."""
     with db.begin() as conn:
-        make_user(conn, ADMIN)
+        make_admin(conn, ADMIN)
         make_user(conn, CUSTOMER)
-        conn.execute(text("UPDATE users SET member_status = 'admin' WHERE id = :a"), {"a": ADMIN})
         make_product(conn, PRODUCT)
     return db
 
@@ -65,9 +70,7 @@ def refuses(engine: Engine, code: str, call: Callable[[], object]) -> ShopError:
 
 def add_admin(engine: Engine, user_id: int = ADMIN2) -> None:
     with engine.begin() as conn:
-        make_user(conn, user_id)
-        conn.execute(text("UPDATE users SET member_status = 'admin' WHERE id = :u"),
-                     {"u": user_id})
+        make_admin(conn, user_id)
 
 
 def ledger_matches(engine: Engine) -> bool:

@@ -35,6 +35,13 @@ def make_user(conn: Connection, user_id: int = 1, bank_id: str | None = None) ->
     return user_id
 
 
+def make_admin(conn: Connection, user_id: int = 1) -> int:
+    """A registered user with the admin role."""
+    make_user(conn, user_id)
+    conn.execute(text("UPDATE users SET member_status = 'admin' WHERE id = :u"), {"u": user_id})
+    return user_id
+
+
 def make_product(conn: Connection, product_id: int = 1, price: int = 10000) -> int:
     conn.execute(
         text("INSERT INTO products (id, name, customer_price) VALUES (:id, :n, :p)"),

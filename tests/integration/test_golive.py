@@ -64,9 +64,12 @@ def scratch_dbs(test_urls: TestUrls) -> Iterator[tuple[str, str]]:
 
 
 def _exists(test_urls: TestUrls, url: str) -> bool:
-    return bool(scalar(create_engine(test_urls.server_url),
-                       "SELECT count(*) FROM pg_database WHERE datname = :n",
-                       n=make_url(url).database))
+    engine = create_engine(test_urls.server_url)
+    try:
+        return bool(scalar(engine, "SELECT count(*) FROM pg_database WHERE datname = :n",
+                           n=make_url(url).database))
+    finally:
+        engine.dispose()  # no pooled connection left open for the rest of the session
 
 
 # ------------------------------------------------------------------ database URLs

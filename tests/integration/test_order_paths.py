@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from quickcart.services import delivery, notifications, orders
 from sandbox.serving import wait_until
 from tests.conftest import scalar
-from tests.integration.test_db_rules import make_product, make_stock, make_user
+from tests.integration.test_db_rules import credit, make_product, make_stock, make_user
 
 BUYER = 7
 PRODUCT = 20
@@ -27,10 +27,7 @@ def shop(db: Engine) -> Engine:
     """Buyer 7 with Rp25.000 (ledgered) and product 20 (Rp10.000) with 3 units."""
     with db.begin() as conn:
         make_user(conn, BUYER)
-        conn.execute(text("UPDATE users SET account_balance = 25000 WHERE id = :u"), {"u": BUYER})
-        conn.execute(text("INSERT INTO balance_ledger (user_id, amount, reason, reference_type,"
-                          " reference_id) VALUES (:u, 25000, 'deposit', 'test', 'seed')"),
-                     {"u": BUYER})
+        credit(conn, BUYER, 25000, "seed")
         make_product(conn, PRODUCT, PRICE)
         make_stock(conn, PRODUCT, 3)
     return db
@@ -81,12 +78,7 @@ def test_refusal_records_its_answer_and_changes_nothing_else(
         shop: Engine, quantity: int, balance: int, code: str) -> None:
     if balance != 25000:
         with shop.begin() as conn:
-            conn.execute(text("UPDATE users SET account_balance = :b WHERE id = :u"),
-                         {"b": balance, "u": BUYER})
-            conn.execute(text("INSERT INTO balance_ledger (user_id, amount, reason,"
-                              " reference_type, reference_id)"
-                              " VALUES (:u, :a, 'admin_debit', 'test', 'cut')"),
-                         {"u": BUYER, "a": balance - 25000})
+            credit(conn, BUYER, balance - 25000, "cut")
     key = f"test:{uuid.uuid4().hex}"
     outcome = buy(shop, quantity, key=key)
     assert outcome.result["error"] == code

@@ -804,5 +804,9 @@ def test_user_option_of_the_command_line(tmp_path: Path) -> None:
                                     (900002, "Budi", "Demo", "budi_demo")]
     finally:
         proc.terminate()
-        proc.wait(timeout=15)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
         log.close()
