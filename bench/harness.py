@@ -24,20 +24,13 @@ from sqlalchemy.engine import make_url
 
 from bench import prebuilt as push
 from sandbox.serving import ServedApp, free_port, wait_until
+from workers.routes import TASK_QUEUES
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "quickcart-bench"
 API_KEY = "bench-secret-key"
 # "0" switches the Telegram simulator's flood limits off (`quickcart bench --no-telegram-limits`).
 TELEGRAM_LIMITS_ENV = "BENCH_TELEGRAM_LIMITS"
-TASK_QUEUES = {
-    "quickcart.create_order": "orders",
-    "quickcart.cancel_order": "orders",
-    "quickcart.confirm_payment": "payments",
-    "quickcart.create_deposit": "payments",
-    "quickcart.import_stock": "bulk",
-    "quickcart.ship_audit": "audit",
-}
 
 
 class Proc:

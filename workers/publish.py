@@ -26,26 +26,21 @@ def _built(messages: Sequence[outbox.OutboxMessage]) -> list[push.TaskMessage]:
     ]
 
 
-def _send(messages: Sequence[outbox.OutboxMessage], drop_cache_keys: Sequence[str] = ()) -> None:
+def _send(messages: Sequence[outbox.OutboxMessage]) -> None:
     push.publish_unsafe(app, _built(messages))
-    if drop_cache_keys:
-        runtime.broker_client().delete(*drop_cache_keys)
 
 
 def publish_committed_unsafe(messages: Iterable[outbox.OutboxMessage],
                              drop_cache_keys: Sequence[str] = ()) -> int:
     """Publish these committed outbox rows now (the relay catches them if this fails), and
-    drop the cache keys the commit made stale: after the publish on the broker's connection
-    when the caches live in the broker's Redis, else separately (best effort: the caches' TTL
-    bounds a lost drop)."""
-    message_list = list(messages)
-    if drop_cache_keys and not (message_list and runtime.cache_shares_broker()):
+    drop the cache keys the commit made stale (best effort: the caches' TTL bounds a lost
+    drop)."""
+    if drop_cache_keys:
         redis_store.invalidate(runtime.redis_client(), *drop_cache_keys)
-        drop_cache_keys = ()
+    message_list = list(messages)
     if not message_list:
         return 0
-    return outbox.publish_now(runtime.engine(),
-                              lambda messages: _send(messages, drop_cache_keys), message_list)
+    return outbox.publish_now(runtime.engine(), _send, message_list)
 
 
 # Set in the broker's Redis by the relay. Redis keeps nothing on disk, so its absence means the

@@ -60,11 +60,8 @@ def redis_client() -> redis.Redis:
 
 
 def broker_client() -> redis.Redis:
-    """The broker's Redis, for pushing task messages (workers.push). One connection of its own
-    (a pool child runs one task at a time): redis-py's pool checkout per command, which polls
-    the socket, was half of a push's CPU. Pipelines still take a pooled connection."""
-    # The URL is read in the factory, once: reading Celery's settings view on every push was
-    # a fiftieth of a pool child's CPU.
+    """The broker's Redis, for the relay's broker mark (workers.publish): one connection of its
+    own, the URL read once."""
     return _per_process("broker", _new_broker_client)
 
 
@@ -75,20 +72,11 @@ def _new_broker_client() -> redis.Redis:
     if url.startswith("redis+socket://"):  # kombu's name for a Redis unix socket
         url = "unix://" + url.removeprefix("redis+socket://")
     if not url.startswith(("redis://", "rediss://", "unix://")):
-        # Messages are pushed in kombu's Redis layout (and celeryconfig patches its Redis
-        # transport): another broker would never see them.
+        # The broker mark lives in the broker's Redis (workers.publish), and celeryconfig
+        # patches kombu's Redis transport: another broker is not supported.
         raise RuntimeError(f"QuickCart needs a Redis broker, not {url.split(':', 1)[0]}://")
     return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10,
                                 single_connection_client=True)
-
-
-def cache_shares_broker() -> bool:
-    """Whether the caches live in the broker's Redis (the default: one REDIS_URL), so a
-    publish can drop stale cache keys in its own round trip. Worked out once per process."""
-    from workers.app import app
-
-    return bool(_per_process("cache-shares-broker",
-                             lambda: service_urls().redis_url == app.conf.broker_url))
 
 
 def gateway() -> PakasirClient:

@@ -214,37 +214,34 @@ class SendLimiter:
         if mine:
             self._redis.zrem(bucket.bucket_key, *mine)
 
-    def _chat_wait_ms(self, chat_id: int, now: int) -> int:
-        """Milliseconds until `chat_id` may receive again, without taking its slot: per rate,
-        when the `limit`-th newest entry leaves its window; and any 429 pause on the chat."""
-        rates = self._chat_rates(chat_id)
-        key = f"{self._prefix}chat:{chat_id}"
+    def _look(self, chat_id: int, send_class: SendClass, now: int) -> tuple[int, bool]:
+        """One round trip, taking nothing: (milliseconds until `chat_id` may receive again,
+        whether a higher class than `send_class` waits for a global slot). The chat's wait is,
+        per rate, when the `limit`-th newest entry leaves its window, and any 429 pause."""
+        bucket = self._chat_bucket(chat_id)
+        rates = bucket.rates
+        higher = [c for c in SendClass if c < send_class]
         pipe = self._redis.pipeline(transaction=False)
         self._tidy(pipe, now)
         tidying = len(pipe)
         for rate in rates:
-            pipe.zrange(key, -rate.limit, -rate.limit, withscores=True)
+            pipe.zrange(bucket.bucket_key, -rate.limit, -rate.limit, withscores=True)
         pipe.pttl(f"{self._prefix}pause:{chat_id}")
         pipe.pttl(f"{self._prefix}pause:global")
+        for c in higher:
+            pipe.zcount(self._waiting_key(c), now, "+inf")
         replies = pipe.execute()[tidying:]
-        wait = max(0, *(int(p) for p in replies[len(rates):]))
-        for rate, entry in zip(rates, replies, strict=False):
+        entries, pauses, waiting = replies[:len(rates)], replies[len(rates):len(rates) + 2], \
+            replies[len(rates) + 2:]
+        wait = max(0, *(int(p) for p in pauses))
+        for rate, entry in zip(rates, entries, strict=True):
             if entry:
                 wait = max(wait, int(entry[0][1]) + rate.interval - now)
-        return wait
+        return wait, any(int(n) for n in waiting)
 
     # ------------------------------------------------------------------ priority gate
     def _waiting_key(self, send_class: SendClass) -> str:
         return f"{self._prefix}waiting:{int(send_class)}"
-
-    def _higher_class_waiting(self, send_class: SendClass, now: int) -> bool:
-        higher = [c for c in SendClass if c < send_class]
-        if not higher:
-            return False
-        pipe = self._redis.pipeline(transaction=False)
-        for c in higher:
-            pipe.zcount(self._waiting_key(c), now, "+inf")
-        return any(int(n) for n in pipe.execute())
 
     # ------------------------------------------------------------------ the one entry point
     def acquire(self, chat_id: int, send_class: SendClass, max_wait: float) -> float:
@@ -258,10 +255,10 @@ class SendLimiter:
         try:
             while True:
                 now = _now_ms()
-                wait_ms = self._chat_wait_ms(chat_id, now)
+                wait_ms, higher_waiting = self._look(chat_id, send_class, now)
                 reason = "chat"
                 if wait_ms <= 0:
-                    if self._higher_class_waiting(send_class, now):
+                    if higher_waiting:
                         wait_ms, reason = max(1, int(self._poll * 1000)), "priority"
                     elif (global_slot := self._put(self._global)) is not None:
                         bucket = self._chat_bucket(chat_id)

@@ -17,7 +17,6 @@ from quickcart.config import get_settings
 from quickcart.db import outbox
 from quickcart.db.sql import run, sql
 from quickcart.db.uow import unit_of_work
-from quickcart.services import topics
 from quickcart.services.effects import Effects
 
 KEEP_PER_CHAT = 50
@@ -65,8 +64,7 @@ def release_notices(engine: Engine, chat_id: int) -> list[outbox.OutboxMessage]:
             return []
         effects = Effects(uow.session)
         for row in sorted(rows, key=lambda r: r.id):
-            effects.add(topics.SEND_NOTICE,
-                        {"chat_id": chat_id, "key": row.key, "params": dict(row.params)})
+            effects.notice(chat_id, row.key, dict(row.params))
         uow.commit()
     return effects.messages
 

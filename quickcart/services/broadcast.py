@@ -161,13 +161,17 @@ def start_restock_notice(engine: Engine, actor_id: int, product_id: int,
 
 # ------------------------------------------------------------------ sending
 
+#: Running broadcasts whose runner is gone (no lease or a lapsed one): `running` lists them,
+#: beat's check (quickcart.services.housekeeping) asks whether there is one.
+ORPHANED = ("FROM broadcasts b LEFT JOIN broadcast_runners r ON r.broadcast_id = b.id"
+            " WHERE b.status = 'running' AND (r.lease_until IS NULL OR r.lease_until < now())")
+
+
 def running(engine: Engine) -> list[int]:
     """Broadcasts still running whose runner is gone (no lease or a lapsed one); a read."""
     with engine.connect() as conn:
         return [int(i) for i in conn.execute(sql(
-            "SELECT b.id FROM broadcasts b LEFT JOIN broadcast_runners r"
-            " ON r.broadcast_id = b.id WHERE b.status = 'running'"
-            " AND (r.lease_until IS NULL OR r.lease_until < now()) ORDER BY b.id")).scalars()]
+            "SELECT b.id " + ORPHANED + " ORDER BY b.id")).scalars()]
 
 
 def _take_lease(engine: Engine, broadcast_id: int, runner: str) -> bool:
@@ -267,11 +271,11 @@ def _finish(engine: Engine, broadcast_id: int) -> Report | None:
 
 
 def message_of(engine: Engine, broadcast_id: int) -> Record | None:
-    """The broadcast's kind, body, params and photo; a read."""
+    """The broadcast's kind, body, params, photo, pace, status, author and size; a read."""
     with engine.connect() as conn:
         return conn.execute(sql(
             "SELECT id, message_kind AS kind, body, params, photo_file_id, rate_per_second,"
-            " status"
+            " status, created_by, total"
             " FROM broadcasts WHERE id = :b"), {"b": broadcast_id}).first()
 
 
@@ -287,11 +291,13 @@ Send = Callable[[int, str], None]
 
 def send_slice(engine: Engine, broadcast_id: int, runner: str, send: Send,
                default_rate: int | None = None,
-               clock: Callable[[], float] = time.monotonic) -> Slice:
+               clock: Callable[[], float] = time.monotonic,
+               message: Record | None = None) -> Slice:
     """Send the next slice of a broadcast as its only runner: up to `rate` messages (one
     second's worth) or SLICE when unpaced. `send(chat_id, text)` raises the Bot API client's
-    errors. Idempotent across crashes and duplicate runs (lease + per-addressee claims)."""
-    message = message_of(engine, broadcast_id)
+    errors; `message` is the caller's `message_of` read, if it made one. Idempotent across
+    crashes and duplicate runs (lease + per-addressee claims)."""
+    message = message or message_of(engine, broadcast_id)
     if message is None or message.status != "running":
         return Slice(0, None, False, 0)
     if not _take_lease(engine, broadcast_id, runner):

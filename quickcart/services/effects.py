@@ -45,6 +45,11 @@ class Effects:
         """Queue a catalog message to one user (rendered in their language by the notify worker)."""
         self.add(topics.SEND_MESSAGE, {"chat_id": user_id, "key": key, "params": params})
 
+    def notice(self, chat_id: int, key: str, params: dict[str, Any]) -> None:
+        """Queue one admin chat's copy of a catalog notice (`params` a dict: a notice's own
+        parameters may be named like this method's)."""
+        self.add(topics.SEND_NOTICE, {"chat_id": chat_id, "key": key, "params": params})
+
     def admins(self, key: str, **params: Any) -> None:
         """Queue a catalog message to every admin and admin group."""
         self.add(topics.NOTIFY_ADMINS, {"key": key, "params": params})

@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from quickcart.db.sql import sql
+from quickcart.services import broadcast
 
 
 def _exists(conn: Connection, query: str, **params: object) -> bool:
@@ -95,10 +96,8 @@ def low_stock_changes(conn: Connection) -> bool:
 
 
 def orphaned_broadcasts(conn: Connection) -> bool:
-    """Running broadcasts whose runner is gone (`broadcast.running`)."""
-    return _exists(conn, "SELECT 1 FROM broadcasts b LEFT JOIN broadcast_runners r"
-                         " ON r.broadcast_id = b.id WHERE b.status = 'running'"
-                         " AND (r.lease_until IS NULL OR r.lease_until < now())")
+    """Running broadcasts whose runner is gone (`broadcast.running`'s very filter)."""
+    return _exists(conn, "SELECT 1 " + broadcast.ORPHANED)
 
 
 def open_reviews(conn: Connection) -> bool:

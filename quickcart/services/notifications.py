@@ -174,9 +174,7 @@ def fan_out_to_admins(engine: Engine, key: str, params: dict[str, Any],
             return []  # fanned out before
         effects = Effects(uow.session)
         for chat_id in chats:
-            # Effects.message's payload, built here: its `**params` would clash with a
-            # notice's own `user_id` parameter.
-            effects.add(topics.SEND_NOTICE, {"chat_id": chat_id, "key": key, "params": params})
+            effects.notice(chat_id, key, params)
         uow.commit()
     return effects.messages
 

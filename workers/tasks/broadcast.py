@@ -13,7 +13,6 @@ import uuid
 from typing import Any
 
 from quickcart.adapters.rate_limit import SendClass, sending_as
-from quickcart.db.sql import sql
 from quickcart.domain.errors import ShopError
 from quickcart.i18n import N_, N_plural
 from quickcart.services import broadcast
@@ -76,7 +75,8 @@ def broadcast_slice(broadcast_id: int, runner: str, reported: int = 0) -> dict[s
     if message is None:
         return {"status": "unknown"}
     with sending_as(SendClass.BULK):
-        done = broadcast.send_slice(engine, broadcast_id, runner, _send(message))
+        done = broadcast.send_slice(engine, broadcast_id, runner, _send(message),
+                                    message=message)
     if done.finished is not None:
         _report(done.finished)
         return {"status": "done", "sent": done.finished.sent}
@@ -84,7 +84,7 @@ def broadcast_slice(broadcast_id: int, runner: str, reported: int = 0) -> dict[s
         return {"status": "not_runner", "sent": done.sent}
     step = _progress_step(engine, broadcast_id, message.kind)
     if step is not None and step > reported:
-        _progress(engine, broadcast_id, step)
+        _progress(message, step)
         reported = step
     broadcast_slice.apply_async(kwargs={"broadcast_id": broadcast_id, "runner": runner,
                                         "reported": reported},
@@ -101,13 +101,10 @@ def _progress_step(engine: Any, broadcast_id: int, kind: str) -> int | None:
     return finished * PROGRESS_STEPS // total if total else None
 
 
-def _progress(engine: Any, broadcast_id: int, step: int) -> None:
-    with engine.connect() as conn:
-        row = conn.execute(sql("SELECT created_by, total FROM broadcasts WHERE id = :b"),
-                           {"b": broadcast_id}).one()
-    answer(int(row.created_by), [(N_("admin.broadcast_progress"), {
-        "done": int(row.total) * step // PROGRESS_STEPS, "addressees": int(row.total),
-        "percent": step * 100 // PROGRESS_STEPS})], f"broadcast:{broadcast_id}:progress:{step}")
+def _progress(message: Any, step: int) -> None:
+    answer(int(message.created_by), [(N_("admin.broadcast_progress"), {
+        "done": int(message.total) * step // PROGRESS_STEPS, "addressees": int(message.total),
+        "percent": step * 100 // PROGRESS_STEPS})], f"broadcast:{message.id}:progress:{step}")
 
 
 def _report(report: broadcast.Report) -> None:

@@ -10,6 +10,7 @@ import httpx
 from sqlalchemy import text
 
 from quickcart.adapters import redis_store
+from quickcart.adapters.rate_limit import SendClass, sending_as
 from quickcart.config import get_settings
 from quickcart.db import outbox
 from quickcart.i18n import N_plural
@@ -95,7 +96,8 @@ def admin_sales_digest() -> dict[str, int]:
         params = sales.params(notifications.format_time)
         chats = notifications.admin_chat_ids(runtime.engine())
         for chat_id in chats:
-            app.send_task("quickcart.send_message", queue="notify", kwargs={
+            # An admin notice: sent in the admins' class (after shoppers' replies).
+            app.send_task("quickcart.send_notice", queue="notify", kwargs={
                 "chat_id": chat_id, "key": N_plural("admin.sales_digest", "paid"), "params": params,
                 "once_key": f"digest:{int(until.timestamp())}:{chat_id}"})
         return {"sent": len(chats), "paid": sales.paid}
@@ -123,7 +125,8 @@ def health_monitor() -> dict[str, bool]:
             f"{name}: {'OK' if ok else 'DOWN'}" for name, ok in changed.items()))
         settings = get_settings()
         for chat_id in {*settings.admin_ids, *settings.admin_group_ids}:
-            with contextlib.suppress(Exception):  # alerting must not crash the monitor
+            # alerting must not crash the monitor; an admin notice waits as one
+            with contextlib.suppress(Exception), sending_as(SendClass.ADMIN):
                 runtime.messenger().send_message(chat_id, text)
     return checks
 

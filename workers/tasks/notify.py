@@ -14,7 +14,6 @@ from quickcart.adapters.telegram_api import (
     TelegramError,
     TelegramForbidden,
     TelegramRetryAfter,
-    TelegramUnavailable,
 )
 from quickcart.messages import render
 from quickcart.services import admin_inbox, notifications
@@ -185,10 +184,7 @@ def update_payment_qr(self: Any, kind: str, id: int, state: str,
         raise _retry_later(self, exc) from exc
     except TelegramForbidden:
         return False  # the user blocked the bot
-    except TelegramUnavailable:
-        notifications.unclaim(engine, once)
-        raise
-    except TelegramError as exc:
+    except TelegramError as exc:  # a moot edit ends here; any other (an outage too) retries
         if any(reason in str(exc) for reason in HARMLESS_EDIT_ERRORS):
             return False
         notifications.unclaim(engine, once)
