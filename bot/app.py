@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
 from urllib.parse import urlsplit
 
 from telegram import Update
@@ -14,6 +16,7 @@ from telegram.ext import (
     ApplicationBuilder,
     CallbackQueryHandler,
     CommandHandler,
+    ContextTypes,
     MessageHandler,
     TypeHandler,
     filters,
@@ -43,6 +46,8 @@ from quickcart.db.engine import get_engine
 from quickcart.db.urls import service_urls
 
 log = logging.getLogger("quickcart.bot")
+
+Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 
 
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg,unused-ignore]
@@ -75,19 +80,8 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     application.add_handler(CommandHandler("export", account.export_command))
     application.add_handler(CommandHandler("delete_me", account.delete_me_command))
     application.add_handler(CommandHandler("help", help_command))
-    # Before the generic admin handlers, which would otherwise take these names too.
-    for name, handler in {**review.COMMANDS, "audit": audit.audit_command}.items():
+    for name, handler in admin_command_handlers().items():
         application.add_handler(CommandHandler(name, handler))
-    application.add_handler(CommandHandler(["refund", "reff"], admin_orders.refund_command))
-    application.add_handler(CommandHandler("order", admin_orders.order_command))
-    application.add_handler(CommandHandler("setformula", admin_orders.setformula_command))
-    application.add_handler(CommandHandler("version", admin_orders.version_command))
-    # Catalog admin and broadcasts (issue 23): before the generic admin handlers.
-    for name in admin_catalog.COMMANDS:
-        application.add_handler(CommandHandler(name, admin_catalog.command(name)))
-    application.add_handler(CommandHandler("broadcast", admin_broadcast.broadcast_command))
-    for name in admin.COMMANDS:
-        application.add_handler(CommandHandler(name, admin.command(name)))
     application.add_handler(MessageHandler(filters.COMMAND, menu.unknown_command))
     application.add_handler(MessageHandler(filters.Document.ALL, admin_catalog.on_document))
     application.add_handler(MessageHandler(filters.PHOTO & filters.CaptionRegex(r"^/broadcast"),
@@ -110,6 +104,15 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     application.add_handler(CallbackQueryHandler(menu.on_menu_callback))
     application.add_error_handler(menu.on_error)
     return application
+
+
+def admin_command_handlers() -> dict[str, Handler]:
+    """Each admin command (and /refund, shared with shoppers) → the handler of the module that
+    parses it: one handler per name, so no module answers a command it does not know."""
+    return {**review.COMMANDS, "audit": audit.audit_command, **admin_orders.COMMANDS,
+            **{name: admin_catalog.command(name) for name in admin_catalog.COMMANDS},
+            "broadcast": admin_broadcast.broadcast_command,
+            **{name: admin.command(name) for name in admin.OWN_COMMANDS}}
 
 
 async def _apply_admin_ids(application: Application) -> None:  # type: ignore[type-arg,unused-ignore]

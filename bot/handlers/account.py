@@ -148,8 +148,9 @@ async def deposit_typed(update: Update, context: ContextTypes.DEFAULT_TYPE, valu
     """A typed deposit amount: enqueue create_deposit (the worker validates the range)."""
     who = viewer(context)
     digits = value.strip().replace(".", "").replace(",", "").removeprefix("Rp").strip()
-    if not digits.isdigit():
-        await reply(update, t(context, "error.invalid_amount"))
+    if not digits.isdigit():  # the flow stays open: type again, or leave
+        await reply(update, t(context, "error.invalid_amount"), InlineKeyboardMarkup([[
+            keyboards.button(who.language, "button.cancel", "m:home")]]))
         return
     await sessions.clear(context, who.user_id)
     await rt(context).enqueue("quickcart.create_deposit", user_id=who.user_id, amount=digits,

@@ -7,7 +7,7 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot.handlers import audit as audit_handlers
-from bot.handlers.admin import _usage
+from bot.handlers.audit import usage
 from bot.handlers.catalog import reply
 from bot.runtime import intent_key, rt, t, viewer
 
@@ -24,13 +24,11 @@ def _body(text: str) -> str:
 async def broadcast_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/broadcast <text>."""
     message = update.effective_message
-    if viewer(context).role != "admin":
-        await audit_handlers.note_attempt(update, context)
-        await reply(update, t(context, "error.unknown_command"))
+    if await audit_handlers.not_admin(update, context):  # audited, answered as unknown
         return
     body = _body(message.text or "") if message is not None else ""
     if not body or len(body) > MAX_TEXT:
-        await _usage(update, context, "broadcast")
+        await usage(update, context, "broadcast")
         return
     await rt(context).enqueue("quickcart.admin_broadcast", actor_id=viewer(context).user_id,
                               text=body, idempotency_key=intent_key(update.update_id))
@@ -42,13 +40,11 @@ async def on_photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message = update.effective_message
     if message is None or not message.photo:
         return
-    if viewer(context).role != "admin":
-        await audit_handlers.note_attempt(update, context)
-        await reply(update, t(context, "error.unknown_command"))
+    if await audit_handlers.not_admin(update, context):  # audited, answered as unknown
         return
     body = _body(message.caption or "")
     if not body or len(body) > MAX_CAPTION:
-        await _usage(update, context, "broadcast")
+        await usage(update, context, "broadcast")
         return
     await rt(context).enqueue("quickcart.admin_broadcast", actor_id=viewer(context).user_id,
                               text=body, photo_file_id=message.photo[-1].file_id,

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import time
 
-from telegram import Update
+from telegram import InlineKeyboardMarkup, Update
 from telegram.ext import ContextTypes
 
-from bot.handlers import menu
+from bot import keyboards
+from bot.handlers import admin as admin_handlers
+from bot.handlers.admin import Usage, _args, _queued
+from bot.handlers.audit import usage
 from bot.handlers.catalog import reply
-from bot.runtime import intent_key, lang, rt, t, viewer
-from quickcart import bot_commands
+from bot.runtime import intent_key, rt, t, viewer
 from quickcart.services import order_lookup
 
-#: The admin commands this module handles (bot/app.py registers them before admin.py's).
-COMMANDS = ("order", "reff", "setformula", "version")
 BOT_STARTED = time.time()
 
 
@@ -30,37 +30,33 @@ def _argument_text(update: Update) -> str:
     return (message.text or "").partition(" ")[2].strip() if message is not None else ""
 
 
-async def _admin(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
-    """Whether the sender is an admin; anyone else gets the shopper's answer (and the attempt
-    is audited, as for any admin command)."""
-    if viewer(context).role == "admin":
-        return True
-    await menu.unknown_command(update, context)
-    return False
-
-
-async def _usage(update: Update, context: ContextTypes.DEFAULT_TYPE, command: str) -> None:
-    await reply(update, t(context, "admin.usage") + "\n"
-                + bot_commands.usage(command, lang(context)))
-
-
-async def _queued(update: Update, context: ContextTypes.DEFAULT_TYPE, task: str,
-                  **kwargs: object) -> None:
-    await rt(context).enqueue(task, idempotency_key=intent_key(update.update_id), **kwargs)
+async def _dispatch(update: Update, context: ContextTypes.DEFAULT_TYPE, command: str) -> None:
+    """/order INV… or /order <user id>; /setformula (show) or /setformula name|value;
+    /version (version, commit, uptime of the bot and the workers)."""
+    actor = viewer(context).user_id
+    if command == "order":
+        argument = _argument_text(update)
+        if order_lookup.parse_reference(argument) is None or " " in argument:
+            raise Usage
+        await _queued(update, context, "quickcart.admin_order_lookup", actor_id=actor,
+                      reference=argument)
+    elif command == "setformula":
+        args = _args(update)
+        if args and (len(args) != 2 or not args[0] or not args[1]):
+            raise Usage
+        change = {"name": args[0][:20], "value": args[1][:20]} if args else {}
+        await _queued(update, context, "quickcart.admin_set_formula", actor_id=actor, **change)
+    elif command == "version":
+        await _queued(update, context, "quickcart.admin_version", actor_id=actor,
+                      bot_started_at=BOT_STARTED)
+    else:  # registered for a command this module does not parse: a wiring bug, never "queued"
+        raise LookupError(f"/{command} has no parser here")
     await reply(update, t(context, "admin.queued"))
 
 
-async def order_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/order INV… or /order <user id>."""
-    who = viewer(context)
-    if not await _admin(update, context):
-        return
-    argument = _argument_text(update)
-    if order_lookup.parse_reference(argument) is None or " " in argument:
-        await _usage(update, context, "order")
-        return
-    await _queued(update, context, "quickcart.admin_order_lookup", actor_id=who.user_id,
-                  reference=argument)
+order_command = admin_handlers.command("order", _dispatch)
+setformula_command = admin_handlers.command("setformula", _dispatch)
+version_command = admin_handlers.command("version", _dispatch)
 
 
 async def refund_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -68,47 +64,34 @@ async def refund_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     INV…|amount (admins: propose a refund)."""
     who = viewer(context)
     admin = who.role == "admin"
-    args = [part.strip() for part in _argument_text(update).split("|")]
-    invoice = order_lookup.parse_reference(args[0]) if args[0] else None
-    if len(args) == 1 and invoice is not None and invoice[0] == "invoice":
+    args = _args(update)
+    invoice = order_lookup.parse_reference(args[0]) if args and args[0] else None
+    if invoice is not None and invoice[0] != "invoice":
+        invoice = None
+    if len(args) == 1 and invoice is not None:
         await _queued(update, context, "quickcart.refund_estimate", viewer_id=who.user_id,
                       invoice_id=str(invoice[1]))
     elif admin and len(args) == 3:
         await _queued(update, context, "quickcart.refund_estimate", viewer_id=who.user_id,
                       price=args[0][:20], days_used=args[1][:10], claims=args[2][:10])
-    elif admin and len(args) == 2 and invoice is not None and invoice[0] == "invoice":
+    elif admin and len(args) == 2 and invoice is not None:
         await _queued(update, context, "quickcart.admin_propose_refund", actor_id=who.user_id,
                       invoice_id=str(invoice[1]), amount=args[1][:20])
     elif admin:
-        await _usage(update, context, "reff")
+        await usage(update, context, "reff")
+        return
     else:
-        await reply(update, t(context, "refund.shopper_usage"))
+        # A shopper's refusal still offers the way on: the orders it is about, or the menu.
+        await reply(update, t(context, "refund.shopper_usage"), InlineKeyboardMarkup([[
+            keyboards.button(who.language, "button.history", "a:hist:0"),
+            keyboards.button(who.language, "button.main_menu", "m:home")]]))
+        return
+    await reply(update, t(context, "admin.queued"))
 
 
-async def setformula_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/setformula (show) or /setformula name|value."""
-    who = viewer(context)
-    if not await _admin(update, context):
-        return
-    argument = _argument_text(update)
-    if not argument:
-        await _queued(update, context, "quickcart.admin_set_formula", actor_id=who.user_id)
-        return
-    args = [part.strip() for part in argument.split("|")]
-    if len(args) != 2 or not args[0] or not args[1]:
-        await _usage(update, context, "setformula")
-        return
-    await _queued(update, context, "quickcart.admin_set_formula", actor_id=who.user_id,
-                  name=args[0][:20], value=args[1][:20])
-
-
-async def version_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/version: version, commit, uptime of the bot and the workers."""
-    who = viewer(context)
-    if not await _admin(update, context):
-        return
-    await _queued(update, context, "quickcart.admin_version", actor_id=who.user_id,
-                  bot_started_at=BOT_STARTED)
+#: The handlers of this module's commands (/refund and /reff are shoppers' too).
+COMMANDS = {"order": order_command, "refund": refund_command, "reff": refund_command,
+            "setformula": setformula_command, "version": version_command}
 
 
 # Button → (task, the argument its id fills): reads (answered per press), then actions.

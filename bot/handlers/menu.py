@@ -122,9 +122,10 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Any other /command; a non-admin's admin command is also audited (a task)."""
+    """Any other /command, with the main menu; a non-admin's admin command is also audited
+    (a task)."""
     await audit_handlers.note_attempt(update, context)
-    await reply(update, t(context, "error.unknown_command"))
+    await reply(update, t(context, "error.unknown_command"), keyboards.main_menu(lang(context)))
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
