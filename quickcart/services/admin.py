@@ -61,7 +61,7 @@ class UserView:
 # ------------------------------------------------------------------ shared
 
 @contextmanager
-def _admin_work(engine: Engine, actor_id: int) -> Iterator[UnitOfWork]:
+def admin_work(engine: Engine, actor_id: int) -> Iterator[UnitOfWork]:
     """A unit of work acting as `actor_id`, refused unless the actor is an admin."""
     with unit_of_work(engine) as uow:
         uow.set_actor(actor_id, "admin")
@@ -137,7 +137,7 @@ def create_product(
         else "Uncategorized"
     customer_price = _price(price, "customer_price")
     reseller = None if reseller_price is None else _price(reseller_price, "reseller_price")
-    with _admin_work(engine, actor_id) as uow:
+    with admin_work(engine, actor_id) as uow:
         row = uow.session.execute(
             text(
                 "INSERT INTO products (id, name, category, description, customer_price,"
@@ -176,7 +176,7 @@ def update_product(engine: Engine, actor_id: int, product_id: int, **fields: Any
             if not isinstance(value, bool):
                 raise ShopError("invalid_flag", field=key)
             values[key] = value
-    with _admin_work(engine, actor_id) as uow:
+    with admin_work(engine, actor_id) as uow:
         if values:
             # Column names come from PRODUCT_FIELDS only; values are bound.
             assignments = ", ".join(f"{column} = :{column}" for column in sorted(values))
@@ -200,7 +200,7 @@ def deactivate_product(engine: Engine, actor_id: int, product_id: int) -> Produc
     Products are never deleted (orders and sold units reference them). The UPDATE locks the
     product row; idempotent: deactivating an inactive product changes nothing.
     """
-    with _admin_work(engine, actor_id) as uow:
+    with admin_work(engine, actor_id) as uow:
         row = uow.session.execute(
             text("UPDATE products SET is_active = false WHERE id = :id AND is_active"
                  " RETURNING *"),
@@ -226,7 +226,7 @@ def set_ban(engine: Engine, actor_id: int, user_id: int, banned: bool) -> UserVi
     """Ban or unban a user; locks the user row. Idempotent: the same state twice is a no-op."""
     if banned and user_id == actor_id:
         raise ShopError("cannot_ban_self")
-    with _admin_work(engine, actor_id) as uow:
+    with admin_work(engine, actor_id) as uow:
         row = lock_user(uow.session, user_id)
         if row is None:
             raise ShopError("user_not_found", user_id=user_id)
@@ -288,7 +288,7 @@ def adjust_balance(
         raise ShopError("invalid_request_id")
     delta = magnitude if amount > 0 else -magnitude
     reason = "admin_credit" if delta > 0 else "admin_debit"
-    with _admin_work(engine, actor_id) as uow:
+    with admin_work(engine, actor_id) as uow:
         session = uow.session
         if lock_user(session, user_id) is None:
             raise ShopError("user_not_found", user_id=user_id)
@@ -320,7 +320,7 @@ def adjust_balance(
 
 def user_info(engine: Engine, user_id: int, *, actor_id: int) -> dict[str, Any]:
     """A user's profile, role, balance and order counts by status (a read; locks nothing)."""
-    with _admin_work(engine, actor_id) as uow:
+    with admin_work(engine, actor_id) as uow:
         session = uow.session
         user = session.execute(
             text(

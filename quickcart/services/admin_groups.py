@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from quickcart.db.sql import sql
 from quickcart.db.uow import unit_of_work
 from quickcart.domain.errors import ShopError
-from quickcart.services.admin import _admin_work
+from quickcart.services.admin import admin_work
 
 #: Telegram group and supergroup chat ids are negative (supergroups: -100…).
 MIN_GROUP_ID = -(10 ** 15)
@@ -38,7 +38,7 @@ def whitelist(engine: Engine, actor_id: int, chat_id: int) -> GroupChange:
     """/whitelist <group id>: notices go to that group too. Locks nothing (the primary key
     decides); idempotent: a listed group stays as it is."""
     _check_id(chat_id)
-    with _admin_work(engine, actor_id) as uow:
+    with admin_work(engine, actor_id) as uow:
         added = uow.session.execute(sql(
             "INSERT INTO admin_groups (id, source, added_by) VALUES (:g, 'command', :a)"
             " ON CONFLICT (id) DO NOTHING RETURNING id"), {"g": chat_id, "a": actor_id}).scalar()
@@ -50,7 +50,7 @@ def remove(engine: Engine, actor_id: int, chat_id: int) -> GroupChange:
     """/rm <group id>: the group gets no more notices. Refuses a group ADMIN_GROUP_IDS names
     (ShopError('env_group')). Locks the row (DELETE); idempotent: an unlisted group is a no-op."""
     _check_id(chat_id)
-    with _admin_work(engine, actor_id) as uow:
+    with admin_work(engine, actor_id) as uow:
         source = uow.session.execute(sql("SELECT source FROM admin_groups WHERE id = :g"
                                          " FOR UPDATE"), {"g": chat_id}).scalar()
         if source == "env":

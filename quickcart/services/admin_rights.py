@@ -25,7 +25,7 @@ from quickcart.db.outbox import OutboxMessage
 from quickcart.db.uow import unit_of_work
 from quickcart.domain.errors import ShopError
 from quickcart.domain.pricing import ROLES
-from quickcart.services.admin import _admin_work, lock_admins_and
+from quickcart.services.admin import admin_work, lock_admins_and
 from quickcart.services.effects import Effects
 
 ENV = "env"
@@ -135,7 +135,7 @@ def set_role(engine: Engine, actor_id: int, user_id: int, role: str, *,
     if from_role is not None and from_role not in ROLES:
         raise ShopError("invalid_role", role=from_role)
     env_ids = set(get_settings().admin_ids if env_admin_ids is None else env_admin_ids)
-    with _admin_work(engine, actor_id) as uow:
+    with admin_work(engine, actor_id) as uow:
         session = uow.session
         rows = {row.id: row for row in lock_admins_and(session, (user_id, actor_id))}
         actor = rows.get(actor_id)

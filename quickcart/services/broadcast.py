@@ -37,7 +37,7 @@ from quickcart.db.uow import unit_of_work
 from quickcart.domain.errors import ShopError
 from quickcart.i18n import N_
 from quickcart.messages import render
-from quickcart.services.admin import _admin_work
+from quickcart.services.admin import admin_work
 
 KINDS = ("text", "photo", "giveaway", "restock")
 MAX_TEXT = 3500
@@ -100,7 +100,7 @@ def start(engine: Engine, actor_id: int, intent_key: str, kind: str, body: str,
         raise ValueError(f"unknown broadcast kind {kind!r}")
     if kind in ("text", "photo") and (not body.strip() or len(body) > MAX_TEXT):
         raise ShopError("invalid_text", field="broadcast")
-    with _admin_work(engine, actor_id) as uow:
+    with admin_work(engine, actor_id) as uow:
         started = _create(uow.session, actor_id, intent_key, kind, body, params, photo_file_id,
                           rate_per_second, None)
         uow.commit()

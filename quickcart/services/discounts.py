@@ -18,7 +18,7 @@ from quickcart.domain import discounts as rule
 from quickcart.domain import pricing
 from quickcart.domain.errors import ShopError
 from quickcart.domain.money import InvalidAmountError, rupiah
-from quickcart.services.admin import _admin_work
+from quickcart.services.admin import admin_work
 from quickcart.services.stock_admin import set_product_setting
 
 MAX_CATEGORY = 255
@@ -51,7 +51,7 @@ def set_product_discount(engine: Engine, actor_id: int, product_id: int, kind: s
     (upsert on its unique index). Idempotent: setting the same discount again changes nothing."""
     moment = now or datetime.now(UTC)
     _check(kind, value, ends_at, moment)
-    with _admin_work(engine, actor_id) as uow:
+    with admin_work(engine, actor_id) as uow:
         session = uow.session
         price = session.execute(sql("SELECT customer_price FROM products WHERE id = :p"),
                                 {"p": product_id}).scalar()
@@ -77,7 +77,7 @@ def set_category_discount(engine: Engine, actor_id: int, category: str, kind: st
     name = category.strip()
     if not name or len(name) > MAX_CATEGORY:
         raise ShopError("category_not_found", category=name[:50])
-    with _admin_work(engine, actor_id) as uow:
+    with admin_work(engine, actor_id) as uow:
         session = uow.session
         found = session.execute(sql("SELECT category FROM products WHERE lower(category) ="
                                     " lower(:c) ORDER BY id LIMIT 1"), {"c": name}).scalar()
@@ -117,7 +117,7 @@ def set_reseller_floor(engine: Engine, actor_id: int, product_id: int,
                         value=str(floor)) from exc
     if value == 0:
         value = None
-    with _admin_work(engine, actor_id) as uow:
+    with admin_work(engine, actor_id) as uow:
         set_product_setting(uow.session, product_id, "reseller_discount_floor", value)
         uow.commit()
     return value

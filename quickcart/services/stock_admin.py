@@ -2,7 +2,7 @@
 /delallstock, /exportstock, /editid, low-stock thresholds and alerts, restock watches.
 
 Every writing service runs in one unit of work whose audit actor is the admin and first checks
-the actor (services/admin.py `_admin_work`, ShopError('not_admin')); refusals are raised before
+the actor (services/admin.py `admin_work`, ShopError('not_admin')); refusals are raised before
 anything is written.
 """
 
@@ -24,11 +24,11 @@ from quickcart.domain.errors import ShopError
 from quickcart.i18n import N_
 from quickcart.services.admin import (
     MAX_PRODUCT_ID,
-    _admin_work,
     _description,
     _label,
     _price,
     _require_product,
+    admin_work,
 )
 from quickcart.services.effects import Effects
 from quickcart.services.stock_import import MAX_CONTENT_CHARS, ImportResult, import_items
@@ -97,7 +97,7 @@ def create_product(engine: Engine, actor_id: int, product_id: int | None, name: 
     clean_name = _label(name, "name") if name is not None else None
     clean_category = _label(category, "category") if category else DEFAULT_CATEGORY
     clean_description = _description(description)
-    with _admin_work(engine, actor_id) as uow:
+    with admin_work(engine, actor_id) as uow:
         session = uow.session
         previous = idempotency.claim(session, intent_key, "admin_add_product")
         if previous is not None and "product_id" in previous:
@@ -154,7 +154,7 @@ def add_stock_lines(
     concurrent imports. Retry-safe while the units are unsold: a repeated message finds every
     line already in stock and adds nothing.
     """
-    with _admin_work(engine, actor_id) as uow:
+    with admin_work(engine, actor_id) as uow:
         result = import_items(uow.session, product_id, lines)
         uow.commit()
     return result
@@ -192,7 +192,7 @@ def list_stock(engine: Engine, actor_id: int, product_id: int,
                page: int = 0) -> tuple[list[StockLine], int]:
     """/liststock id [page]: one page of the product's unsold units (oldest first) and their
     total; a read as the admin (locks nothing)."""
-    with _admin_work(engine, actor_id) as uow:
+    with admin_work(engine, actor_id) as uow:
         session = uow.session
         _require_product(session, product_id)
         total = int(session.execute(sql(
@@ -243,7 +243,7 @@ def delete_stock_unit(engine: Engine, actor_id: int, stock_id: uuid.UUID | str,
     The DELETE locks the unit itself and re-checks it after any buyer holding it commits, so a
     unit a buyer just reserved is refused. Repeating it refuses with 'stock_unit_not_found'.
     """
-    with _admin_work(engine, actor_id) as uow:
+    with admin_work(engine, actor_id) as uow:
         session = uow.session
         if product_id is not None:
             _require_product(session, product_id)
@@ -292,7 +292,7 @@ def delete_all_unsold(engine: Engine, actor_id: int, product_id: int) -> int:
     just-reserved unit survives. Units once in a (released) order cannot be deleted (their
     history references them) and stay. Idempotent: a second call deletes nothing and returns 0.
     """
-    with _admin_work(engine, actor_id) as uow:
+    with admin_work(engine, actor_id) as uow:
         _require_product(uow.session, product_id)
         deleted = uow.session.connection().execute(
             text(
@@ -311,7 +311,7 @@ def export_unsold(engine: Engine, product_id: int, *, actor_id: int) -> Iterator
     Locks nothing (a read). The actor and product are checked before this returns; the rows
     are read lazily in one REPEATABLE READ snapshot while the caller iterates.
     """
-    with _admin_work(engine, actor_id) as uow:
+    with admin_work(engine, actor_id) as uow:
         _require_product(uow.session, product_id)
     return _stream_free_units(engine, product_id)
 
@@ -360,7 +360,7 @@ def renumber_product(engine: Engine, actor_id: int, old_id: int, new_id: int) ->
             raise ShopError("invalid_product_id", product_id=value)
     if old_id == new_id:
         raise ShopError("product_exists", product_id=new_id)
-    with _admin_work(engine, actor_id) as uow:
+    with admin_work(engine, actor_id) as uow:
         session: Session = uow.session
         found = session.execute(sql("SELECT id FROM products WHERE id = :p FOR UPDATE"),
                                 {"p": old_id}).scalar()
@@ -398,7 +398,7 @@ def set_low_stock_threshold(engine: Engine, actor_id: int, product_id: int,
     row (UPDATE) and resets its alert, so the new threshold is judged afresh; idempotent."""
     if isinstance(threshold, bool) or not 0 <= threshold <= 1_000_000:
         raise ShopError("invalid_threshold", threshold=threshold)
-    with _admin_work(engine, actor_id) as uow:
+    with admin_work(engine, actor_id) as uow:
         set_product_setting(uow.session, product_id, "low_stock_threshold", threshold)
         uow.session.execute(sql("DELETE FROM low_stock_alerts WHERE product_id = :p"),
                             {"p": product_id})

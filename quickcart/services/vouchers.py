@@ -22,7 +22,7 @@ from quickcart.db.sql import Record, Statement, Tx
 from quickcart.domain.codes import new_voucher_code
 from quickcart.domain.errors import ShopError
 from quickcart.domain.money import rupiah
-from quickcart.services.admin import _admin_work
+from quickcart.services.admin import admin_work
 
 MIN_AMOUNT = Decimal("1000")
 MAX_AMOUNT = Decimal("1000000")
@@ -51,7 +51,7 @@ def generate_vouchers(
         raise ShopError("voucher_days_range")
     expires = datetime.now(UTC) + timedelta(days=valid_days)
     codes: list[str] = []
-    with _admin_work(engine, actor_id) as uow:
+    with admin_work(engine, actor_id) as uow:
         if intent_key is not None:
             previous = idempotency.claim(uow.session, intent_key, "generate_vouchers")
             if previous is not None:
@@ -156,7 +156,7 @@ def create_voucher(
     if wanted is not None and not re.fullmatch(r"[A-Z0-9]{4,20}", wanted):
         raise ShopError("voucher_code_format")
     expires = datetime.now(UTC) + timedelta(days=valid_days)
-    with _admin_work(engine, actor_id) as uow:
+    with admin_work(engine, actor_id) as uow:
         if intent_key is not None:
             previous = idempotency.claim(uow.session, intent_key, "create_voucher")
             if previous is not None:

@@ -31,7 +31,7 @@ from quickcart.services import (
     stock_admin,
     vouchers,
 )
-from quickcart.services.admin import _admin_work
+from quickcart.services.admin import admin_work
 from workers import runtime
 from workers.app import app
 from workers.base import QuickCartTask
@@ -137,7 +137,7 @@ def import_stock(product_id: int, actor_id: int, upload_id: str, file_id: str,
     from workers.tasks.bulk import import_stock_file
 
     def act() -> Parts:
-        with _admin_work(runtime.engine(), actor_id):
+        with admin_work(runtime.engine(), actor_id):
             pass  # refuses non-admins before the download
         result = import_stock_file.run(product_id, actor_id, upload_id, file_id=file_id,
                                        chat_id=chat_id)
@@ -395,7 +395,7 @@ def period_stats(actor_id: int, idempotency_key: str, period: str = "today") -> 
     """/stats [today|week|month|all] in the shop's timezone."""
     def act() -> Parts:
         engine = runtime.engine()
-        with _admin_work(engine, actor_id):
+        with admin_work(engine, actor_id):
             pass  # refuses non-admins
         s = shop_stats.period_stats(engine, period)
         parts: Parts = [(N_("admin.stats_period"), {
