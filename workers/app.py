@@ -6,6 +6,7 @@ from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
 from workers import result_repr
+from workers.graceful import defer_sigterm_in_pool_child  # noqa: F401 - a pool child's SIGTERM
 
 TASK_MODULES = [
     "workers.tasks.orders",

@@ -16,8 +16,14 @@ from urllib.parse import urlsplit
 
 
 class HttpFailure(Exception):
-    """The request failed on the network or its response was not HTTP (it may have reached the
-    server: a caller that cannot send twice must treat it as unknown)."""
+    """The request failed on the network or its response was not HTTP. `maybe_sent` says
+    whether it may have reached the server: False when it failed before the whole request was
+    written (nothing was sent, trying again is safe), True once it had been written (the
+    server may have acted on it: a caller that cannot act twice must treat it as unknown)."""
+
+    def __init__(self, name: str, maybe_sent: bool) -> None:
+        super().__init__(name)
+        self.maybe_sent = maybe_sent
 
 
 class JsonPoster:
@@ -41,13 +47,19 @@ class JsonPoster:
         """(status, body) of POST `path` (appended to the base URL's path) with a JSON body."""
         conn = self._take()
         try:
+            # A request that fails while being written is incomplete, and a server never acts
+            # on an incomplete request: nothing was sent.
             conn.request("POST", self._prefix + path, body,
                          {"Content-Type": "application/json", "Accept": "application/json"})
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise HttpFailure(type(exc).__name__, maybe_sent=False) from exc
+        try:
             response = conn.getresponse()
             data = response.read()
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise HttpFailure(type(exc).__name__) from exc
+            raise HttpFailure(type(exc).__name__, maybe_sent=True) from exc
         if response.will_close:
             conn.close()
         else:

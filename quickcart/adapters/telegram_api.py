@@ -42,6 +42,11 @@ class TelegramUnavailable(TelegramError):
     """Network failure or a 5xx: transient."""
 
 
+class TelegramUnsure(TelegramUnavailable):
+    """The request was written but no answer came (a read timeout, a dropped connection, a
+    5xx): Telegram may have acted on it. Sending again may deliver a message twice."""
+
+
 class TelegramChatNotFound(TelegramError):
     """400 "chat not found": the user never opened the bot (or the id is wrong)."""
 
@@ -82,10 +87,29 @@ class BotApi:
         if self._json is not None:
             self._json.close()
 
+    def take_turn(self, chat_id: int) -> None:
+        """Wait (as the current `SendClass`) until one message to `chat_id` fits the shared
+        limits and take its slots, for a `call(..., paced=True)` that follows at once: a sender
+        that records "sending" before a send waits first, so the record is never left behind
+        by a wait. Raises SendLater when the wait would be longer than a worker holds."""
+        if self._limiter is None:
+            return
+        try:
+            self._limiter.acquire(chat_id, current_class(),
+                                  self._limiter.limits.max_wait_seconds)
+        except WaitTooLong as exc:
+            raise SendLater(exc.retry_after, str(exc)) from None
+
     def call(self, method: str, data: dict[str, Any] | None = None,
-             files: dict[str, tuple[str, bytes, str]] | None = None) -> Any:
+             files: dict[str, tuple[str, bytes, str]] | None = None, *,
+             once: bool = False, paced: bool = False) -> Any:
         """POST one method within the send limits; returns `result` or raises a TelegramError
-        subclass (SendLater when the limits ask for a longer wait than a worker holds)."""
+        subclass (SendLater when the limits ask for a longer wait than a worker holds).
+
+        A failure after which Telegram may have acted (TelegramUnsure) is tried again here,
+        unless `once`: a sender that must never send twice gets it at once. A failure before
+        the request left is always tried again. `paced`: `take_turn` took this call's first
+        slots."""
         if self._limiter is None:
             return self._post(method, data, files)
         limiter = self._limiter
@@ -94,8 +118,11 @@ class BotApi:
         chat_id = int(chat) if isinstance(chat, int | str) and str(chat).lstrip("-").isdigit() \
             else None
         failures = 0
+        skip_turn = paced
         while True:
-            if method in LIMITED_METHODS and chat_id is not None:
+            if skip_turn:
+                skip_turn = False
+            elif method in LIMITED_METHODS and chat_id is not None:
                 try:
                     limiter.acquire(chat_id, current_class(), deadline - time.monotonic())
                 except WaitTooLong as exc:
@@ -111,7 +138,9 @@ class BotApi:
                 if time.monotonic() + exc.retry_after > deadline:
                     raise
                 time.sleep(exc.retry_after)
-            except TelegramUnavailable:
+            except TelegramUnavailable as exc:
+                if once and isinstance(exc, TelegramUnsure):
+                    raise
                 backoff = UNAVAILABLE_BACKOFF[min(failures, len(UNAVAILABLE_BACKOFF) - 1)]
                 failures += 1
                 if failures > len(UNAVAILABLE_BACKOFF) or time.monotonic() + backoff > deadline:
@@ -135,13 +164,14 @@ class BotApi:
         except (httpx.HTTPError, HttpFailure) as exc:
             # The exception's name only: httpx's text holds the URL, and the URL the token.
             name = str(exc) if isinstance(exc, HttpFailure) else type(exc).__name__
-            raise TelegramUnavailable(f"{method}: {name}") from exc
+            left = exc.maybe_sent if isinstance(exc, HttpFailure) else _httpx_maybe_sent(exc)
+            raise (TelegramUnsure if left else TelegramUnavailable)(f"{method}: {name}") from exc
         try:
             body = json.loads(raw)
             if not isinstance(body, dict):
                 raise ValueError("not an object")
         except ValueError as exc:
-            raise TelegramUnavailable(f"{method}: HTTP {status}") from exc
+            raise TelegramUnsure(f"{method}: HTTP {status}") from exc
         if body.get("ok"):
             return body.get("result")
         description = str(body.get("description", "unknown error"))
@@ -152,7 +182,7 @@ class BotApi:
         if code == 403:
             raise TelegramForbidden(description)
         if code >= 500:
-            raise TelegramUnavailable(description)
+            raise TelegramUnsure(description)  # an error after the request arrived
         if code == 400 and "chat not found" in description.lower():
             raise TelegramChatNotFound(f"{method}: {description}")
         raise TelegramError(f"{method}: {description}")
@@ -206,6 +236,13 @@ class BotApi:
         self.call("editMessageCaption", {"chat_id": chat_id, "message_id": message_id,
                                          "caption": caption, "parse_mode": "HTML",
                                          "reply_markup": reply_markup})
+
+
+def _httpx_maybe_sent(exc: Exception) -> bool:
+    """Whether an httpx failure may have come after the request reached the server (not: it
+    could not connect, waited for a pooled connection, or failed while writing)."""
+    return not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
+                          | httpx.WriteError | httpx.WriteTimeout | httpx.UnsupportedProtocol)
 
 
 def _behind_proxy(url: str) -> bool:

@@ -28,9 +28,11 @@ from sqlalchemy.orm import Session
 
 from quickcart.adapters.telegram_api import (
     TelegramChatNotFound,
+    TelegramError,
     TelegramForbidden,
     TelegramRetryAfter,
     TelegramUnavailable,
+    TelegramUnsure,
 )
 from quickcart.db.sql import Record, sql
 from quickcart.db.uow import unit_of_work
@@ -93,33 +95,35 @@ class Slice:
 
 def start(engine: Engine, actor_id: int, intent_key: str, kind: str, body: str,
           params: dict[str, Any] | None = None, photo_file_id: str | None = None,
-          rate_per_second: int | None = None) -> Started:
+          rate_per_second: int | None = None, status_message_id: int | None = None) -> Started:
     """Create a broadcast to every non-banned shopper who has not blocked the bot, as admin
-    `actor_id`. Locks nothing but its intent key's row; idempotent per `intent_key`."""
+    `actor_id` (`status_message_id`: the admin's message that shows its progress). Locks
+    nothing but its intent key's row; idempotent per `intent_key`."""
     if kind not in KINDS:
         raise ValueError(f"unknown broadcast kind {kind!r}")
     if kind in ("text", "photo") and (not body.strip() or len(body) > MAX_TEXT):
         raise ShopError("invalid_text", field="broadcast")
     with admin_work(engine, actor_id) as uow:
         started = _create(uow.session, actor_id, intent_key, kind, body, params, photo_file_id,
-                          rate_per_second, None)
+                          rate_per_second, None, status_message_id)
         uow.commit()
     return started
 
 
 def _create(session: Session, actor_id: int, intent_key: str, kind: str, body: str,
             params: dict[str, Any] | None, photo_file_id: str | None,
-            rate_per_second: int | None, only: list[int] | None) -> Started:
+            rate_per_second: int | None, only: list[int] | None,
+            status_message_id: int | None = None) -> Started:
     """The broadcast row and its addressees (those of `only`, when given), in the caller's
     transaction; an intent key seen before returns that broadcast."""
     row = session.execute(sql(
         "INSERT INTO broadcasts (intent_key, created_by, message_kind, body, params,"
-        " photo_file_id,"
-        " rate_per_second) VALUES (:k, :a, :kind, :b, CAST(:p AS jsonb), :f, :r)"
+        " photo_file_id, rate_per_second, status_message_id)"
+        " VALUES (:k, :a, :kind, :b, CAST(:p AS jsonb), :f, :r, :m)"
         " ON CONFLICT (intent_key) DO NOTHING RETURNING id"),
         {"k": intent_key, "a": actor_id, "kind": kind, "b": body,
          "p": json.dumps(params, default=str) if params is not None else None,
-         "f": photo_file_id, "r": rate_per_second}).scalar()
+         "f": photo_file_id, "r": rate_per_second, "m": status_message_id}).scalar()
     if row is None:
         found = session.execute(sql("SELECT id, total FROM broadcasts WHERE intent_key = :k"),
                                 {"k": intent_key}).one()
@@ -200,8 +204,21 @@ def _take_lease(engine: Engine, broadcast_id: int, runner: str) -> bool:
     return True
 
 
-def _claim(engine: Engine, broadcast_id: int, runner: str) -> Record | None:
-    """Renew the lease and claim the next pending addressee, committed before the send."""
+def _next_due(engine: Engine, broadcast_id: int) -> Record | None:
+    """The next pending addressee that is due, and their language; a read (the one runner
+    claims it after its turn to send comes)."""
+    with engine.connect() as conn:
+        return conn.execute(sql(
+            "SELECT r.user_id, u.language FROM broadcast_recipients r"
+            " JOIN users u ON u.id = r.user_id WHERE r.broadcast_id = :b"
+            " AND r.status = 'pending' AND (r.not_before IS NULL OR r.not_before <= now())"
+            " ORDER BY r.user_id LIMIT 1"), {"b": broadcast_id}).first()
+
+
+def _claim(engine: Engine, broadcast_id: int, runner: str, user_id: int) -> int | None:
+    """Renew the lease and claim addressee `user_id` (pending → sending), committed just
+    before the send; returns the attempt number, None when the lease is lost or the
+    addressee is no longer pending."""
     with engine.begin() as conn:
         lease = conn.execute(sql(
             "UPDATE broadcast_runners SET lease_until = now() + make_interval(secs => :s)"
@@ -209,15 +226,12 @@ def _claim(engine: Engine, broadcast_id: int, runner: str) -> Record | None:
             {"b": broadcast_id, "r": runner, "s": LEASE_SECONDS}).scalar()
         if lease is None:
             return None
-        return conn.execute(sql(
+        attempts = conn.execute(sql(
             "UPDATE broadcast_recipients SET status = 'sending', claimed_at = now(),"
-            " attempts = attempts + 1 WHERE (broadcast_id, user_id) = ("
-            " SELECT broadcast_id, user_id FROM broadcast_recipients WHERE broadcast_id = :b"
-            " AND status = 'pending' AND (not_before IS NULL OR not_before <= now())"
-            " ORDER BY user_id LIMIT 1 FOR UPDATE SKIP LOCKED)"
-            " RETURNING user_id, attempts, (SELECT language FROM users u"
-            " WHERE u.id = broadcast_recipients.user_id) AS language"),
-            {"b": broadcast_id}).first()
+            " attempts = attempts + 1 WHERE broadcast_id = :b AND user_id = :u"
+            " AND status = 'pending' RETURNING attempts"),
+            {"b": broadcast_id, "u": user_id}).scalar()
+    return None if attempts is None else int(attempts)
 
 
 def _settle(engine: Engine, broadcast_id: int, user_id: int, status: str,
@@ -271,12 +285,21 @@ def _finish(engine: Engine, broadcast_id: int) -> Report | None:
 
 
 def message_of(engine: Engine, broadcast_id: int) -> Record | None:
-    """The broadcast's kind, body, params, photo, pace, status, author and size; a read."""
+    """The broadcast's kind, body, params, photo, pace, status, author, size and the admin's
+    status message; a read."""
     with engine.connect() as conn:
         return conn.execute(sql(
             "SELECT id, message_kind AS kind, body, params, photo_file_id, rate_per_second,"
-            " status, created_by, total"
+            " status, created_by, total, status_message_id"
             " FROM broadcasts WHERE id = :b"), {"b": broadcast_id}).first()
+
+
+def set_status_message(engine: Engine, broadcast_id: int, message_id: int) -> None:
+    """Record the admin's status message (sent when the broadcast had none); one UPDATE of the
+    broadcast row, by its one runner."""
+    with engine.begin() as conn:
+        conn.execute(sql("UPDATE broadcasts SET status_message_id = :m WHERE id = :b"),
+                     {"m": message_id, "b": broadcast_id})
 
 
 def render_for(message: Record, language: str) -> str:
@@ -286,17 +309,23 @@ def render_for(message: Record, language: str) -> str:
     return render(str(message.body), language, **(message.params or {}))
 
 
+#: send(chat_id, text): one message, posted at most once (no retry after it may have left),
+#: raising the Bot API client's errors (TelegramUnsure when it may have reached Telegram).
 Send = Callable[[int, str], None]
+#: pace(chat_id): wait for the turn to send to `chat_id` under the shared limits (SendLater
+#: when that is longer than a worker waits); called before the addressee is claimed.
+Pace = Callable[[int], None]
 
 
 def send_slice(engine: Engine, broadcast_id: int, runner: str, send: Send,
                default_rate: int | None = None,
                clock: Callable[[], float] = time.monotonic,
-               message: Record | None = None) -> Slice:
+               message: Record | None = None, pace: Pace | None = None) -> Slice:
     """Send the next slice of a broadcast as its only runner: up to `rate` messages (one
-    second's worth) or SLICE when unpaced. `send(chat_id, text)` raises the Bot API client's
-    errors; `message` is the caller's `message_of` read, if it made one. Idempotent across
-    crashes and duplicate runs (lease + per-addressee claims)."""
+    second's worth) or SLICE when unpaced. Each addressee is claimed (committed) after the
+    wait for its turn and just before its send, so a crash leaves in doubt only a send that
+    had started; `message` is the caller's `message_of` read, if it made one. Idempotent
+    across crashes and duplicate runs (lease + per-addressee claims)."""
     message = message or message_of(engine, broadcast_id)
     if message is None or message.status != "running":
         return Slice(0, None, False, 0)
@@ -308,30 +337,30 @@ def send_slice(engine: Engine, broadcast_id: int, runner: str, send: Send,
     sent = 0
     wait = 0.0
     for _ in range(budget):
-        claimed = _claim(engine, broadcast_id, runner)
-        if claimed is None:
+        due = _next_due(engine, broadcast_id)
+        if due is None:
             break
-        user_id = int(claimed.user_id)
-        text = render_for(message, str(claimed.language or "id"))
+        user_id = int(due.user_id)
+        text = render_for(message, str(due.language or "id"))
         try:
-            send(user_id, text)
-        except TelegramRetryAfter as exc:
-            _settle(engine, broadcast_id, user_id, "pending", exc.retry_after)
+            if pace is not None:
+                pace(user_id)
+        except TelegramRetryAfter as exc:  # our limits ask for a longer wait: nothing claimed
             wait = max(wait, float(exc.retry_after))
             break
-        except (TelegramForbidden, TelegramChatNotFound):
-            _settle(engine, broadcast_id, user_id, "blocked")
+        attempts = _claim(engine, broadcast_id, runner, user_id)
+        if attempts is None:
+            break  # the lease went to another runner
+        outcome = _send_once(send, user_id, text, attempts)
+        if isinstance(outcome, float):
+            _settle(engine, broadcast_id, user_id, "pending", outcome)
+            wait = max(wait, outcome)
+            break
+        if outcome == "retry":
+            _settle(engine, broadcast_id, user_id, "pending", 2.0)
             continue
-        except TelegramUnavailable:
-            # Telegram did not answer: retried a few times, then counted failed.
-            retry = int(claimed.attempts) < MAX_ATTEMPTS
-            _settle(engine, broadcast_id, user_id, "pending" if retry else "failed", 2.0)
-            continue
-        except Exception:
-            _settle(engine, broadcast_id, user_id, "failed")
-            continue
-        _settle(engine, broadcast_id, user_id, "sent")
-        sent += 1
+        _settle(engine, broadcast_id, user_id, outcome)
+        sent += outcome == "sent"
     report = _finish(engine, broadcast_id)
     if report is None:
         elapsed = clock() - started
@@ -346,6 +375,29 @@ def send_slice(engine: Engine, broadcast_id: int, runner: str, send: Send,
         if due is not None:
             wait = max(wait, float(due))
     return Slice(sent, report, report is None, max(wait, 0.0))
+
+
+def _send_once(send: Send, user_id: int, text: str, attempts: int) -> str | float:
+    """One claimed addressee's send: its outcome ('sent', 'unsure', 'blocked', 'failed',
+    'retry' when nothing left and it may be tried again), or the seconds to wait before
+    trying again when Telegram or our limits asked to wait (nothing was sent)."""
+    try:
+        send(user_id, text)
+    except TelegramRetryAfter as exc:
+        return float(exc.retry_after)
+    except (TelegramForbidden, TelegramChatNotFound):
+        return "blocked"
+    except TelegramUnsure:
+        # It may have reached Telegram: never sent again, reported as unconfirmed.
+        return "unsure"
+    except TelegramUnavailable:
+        # Nothing left (the request never went out): tried a few times, then counted failed.
+        return "retry" if attempts < MAX_ATTEMPTS else "failed"
+    except TelegramError:
+        return "failed"  # refused by Telegram: nothing was sent
+    except Exception:  # noqa: BLE001 - not the client's error: whether it left is unknown
+        return "unsure"
+    return "sent"
 
 
 def _extend(engine: Engine, broadcast_id: int, runner: str, wait: float) -> None:

@@ -1,5 +1,6 @@
 """The workers' Bot API client over real sockets: kept-alive connections, a server that drops
-one, and Telegram's answers mapped to the exceptions the tasks act on."""
+one, Telegram's answers mapped to the exceptions the tasks act on, and the line between a
+failure before the request left (safe to send again) and one after (Telegram may have it)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import redis
 
+from quickcart.adapters.rate_limit import Limits, SendLimiter
 from quickcart.adapters.telegram_api import (
     BotApi,
     TelegramForbidden,
     TelegramRetryAfter,
     TelegramUnavailable,
+    TelegramUnsure,
 )
 from sandbox.serving import wait_until
+from tests.conftest import TestUrls
 
 pytestmark = pytest.mark.timeout(60)
 TOKEN = "123:SECRET-token"
@@ -67,6 +72,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.paths.append(self.path)
             status, body, drop = (self.server.answers.pop(0) if self.server.answers
                                   else (200, b'{"ok": true, "result": {"message_id": 1}}', False))
+        if status == 0:  # it acted on the request, then the connection broke before the answer
+            self.close_connection = True
+            return
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -164,3 +172,60 @@ def test_an_unreachable_server_is_transient_and_the_token_stays_out_of_it() -> N
     with pytest.raises(TelegramUnavailable) as failure:
         api.send_message(7, "x")
     assert "SECRET" not in str(failure.value) and "sendMessage" in str(failure.value)
+
+
+def test_a_request_that_left_and_got_no_answer_is_unsure_and_a_refused_one_is_not(
+        telegram: FakeTelegram) -> None:
+    """Telegram has no idempotent send: after the request was written, a broken connection or
+    a 5xx leaves it unknown whether the message went out (TelegramUnsure); a connection that
+    was never made sent nothing (TelegramUnavailable, safe to try again)."""
+    api = BotApi(telegram.url, TOKEN)
+    telegram.answer(0, b"")
+    with pytest.raises(TelegramUnsure):
+        api.send_message(7, "x")
+    assert len(telegram.paths) == 1  # it had reached the server
+    telegram.answer(500, {"ok": False, "error_code": 500, "description": "Internal Server Error"})
+    with pytest.raises(TelegramUnsure):
+        api.send_message(7, "x")
+    api.close()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(TelegramUnavailable) as refused:
+        BotApi(f"http://127.0.0.1:{port}", TOKEN, timeout=5).send_message(7, "x")
+    assert not isinstance(refused.value, TelegramUnsure)
+
+
+@pytest.fixture
+def limiter(test_urls: TestUrls) -> Iterator[SendLimiter]:
+    """The shared send limits on this test's own key prefix (removed after it)."""
+    client = redis.Redis.from_url(test_urls.redis_url, decode_responses=True)
+    prefix = f"qct-unsure-{id(client):x}:"
+    yield SendLimiter(client, Limits(per_chat_per_second=100), prefix)
+    keys = list(client.scan_iter(f"{prefix}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def test_a_send_once_is_never_posted_twice_and_a_delivery_is_retried(
+        telegram: FakeTelegram, limiter: SendLimiter) -> None:
+    """The sender retries transient failures in process. After an unsure one, a broadcast's
+    send (`once`) stops at once, so nobody gets it twice; a delivery tries again, since a key
+    shown twice is better than a key lost."""
+    api = BotApi(telegram.url, TOKEN, limiter=limiter)
+    telegram.answer(0, b"")
+    with pytest.raises(TelegramUnsure):
+        api.call("sendMessage", {"chat_id": 7, "text": "promo"}, once=True)
+    assert len(telegram.paths) == 1
+    telegram.answer(0, b"")
+    assert api.send_message(7, "kunci") == 1  # the second attempt answered
+    assert len(telegram.paths) == 3
+    # `paced`: the turn taken just before is this call's; it still posts once.
+    api.take_turn(7)
+    api.close()
+    telegram.answer(0, b"")
+    with pytest.raises(TelegramUnsure):
+        api.call("sendMessage", {"chat_id": 7, "text": "promo"}, once=True, paced=True)
+    assert len(telegram.paths) == 4
+    api.close()

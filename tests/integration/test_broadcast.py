@@ -9,7 +9,12 @@ from collections import Counter
 import pytest
 from sqlalchemy import Engine, text
 
-from quickcart.adapters.telegram_api import TelegramForbidden, TelegramRetryAfter
+from quickcart.adapters.telegram_api import (
+    TelegramForbidden,
+    TelegramRetryAfter,
+    TelegramUnavailable,
+    TelegramUnsure,
+)
 from quickcart.services import broadcast
 from tests.conftest import scalar
 from tests.integration.test_admin_services import ADMIN
@@ -124,6 +129,64 @@ def test_a_redelivered_slice_resumes_at_once_and_429_comes_back(crowd: Engine) -
     assert 120 in refused_once and bot.got[120] == 1
     assert set(bot.got.values()) == {1}
     assert report.unsure == 1
+
+
+def test_a_worker_killed_while_waiting_for_its_turn_leaves_nobody_in_doubt(
+        crowd: Engine) -> None:
+    """The addressee is claimed after the wait for the send limits, just before the send: a
+    worker that dies while it waits (most of a paced broadcast's time) has claimed nobody, so
+    the next runner sends to everyone, once each, with nobody unsure."""
+    bot = FakeBot()
+    started = broadcast.start(crowd, ADMIN, "t:b:5", "text", "Promo!")
+    turns = 0
+
+    def dies_on_the_seventh_turn(chat_id: int) -> None:
+        nonlocal turns
+        turns += 1
+        if turns == 7:
+            raise Died
+
+    with pytest.raises(Died):
+        broadcast.send_slice(crowd, started.broadcast_id, "dead", bot, default_rate=1000,
+                             pace=dies_on_the_seventh_turn)
+    assert scalar(crowd, "SELECT count(*) FROM broadcast_recipients WHERE status = 'sending'") == 0
+    with crowd.begin() as conn:
+        conn.execute(text("UPDATE broadcast_runners SET lease_until = now() - interval '1 s'"))
+    report = run_all(crowd, started.broadcast_id, "next", bot)
+    assert set(bot.got.values()) == {1} and report.unsure == 0
+    assert report.sent == len({ADMIN, 3, *USERS} - BANNED - BLOCKED)
+
+
+def test_a_send_that_may_have_left_is_not_repeated_and_one_that_did_not_is(
+        crowd: Engine) -> None:
+    """No answer after the request left (TelegramUnsure): the addressee is 'unsure' and never
+    sent again. A failure before it left (TelegramUnavailable): tried again later, once."""
+    bot = FakeBot()
+    started = broadcast.start(crowd, ADMIN, "t:b:6", "text", "Promo!")
+    failed_once: set[int] = set()
+
+    def flaky(chat_id: int, text_: str) -> None:
+        if chat_id in (105, 106) and chat_id not in failed_once:
+            failed_once.add(chat_id)
+            if chat_id == 105:
+                bot(chat_id, text_)  # it reached the chat; the answer was lost
+                raise TelegramUnsure("sendMessage: RemoteDisconnected")
+            raise TelegramUnavailable("sendMessage: ConnectionRefusedError")
+        bot(chat_id, text_)
+
+    for _ in range(100):
+        done = broadcast.send_slice(crowd, started.broadcast_id, "r1", flaky, default_rate=1000)
+        if done.finished is not None:
+            break
+        with crowd.begin() as conn:  # the 2 s retry delay, made due now
+            conn.execute(text("UPDATE broadcast_recipients SET not_before = now()"
+                              " WHERE not_before IS NOT NULL"))
+    report = done.finished
+    assert report is not None and failed_once == {105, 106}
+    assert bot.got[105] == 1 and bot.got[106] == 1 and set(bot.got.values()) == {1}
+    assert report.unsure == 1 and report.failed == 0
+    assert scalar(crowd, "SELECT status FROM broadcast_recipients WHERE user_id = 105"
+                  " AND broadcast_id = :b", b=started.broadcast_id) == "unsure"
 
 
 def test_a_user_who_writes_again_is_reached_by_the_next_broadcast(crowd: Engine) -> None:

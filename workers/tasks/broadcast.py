@@ -9,19 +9,24 @@ broadcast whose chain of slices is gone (its lease lapsed).
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
 from quickcart.adapters.rate_limit import SendClass, sending_as
+from quickcart.adapters.telegram_api import TelegramError
 from quickcart.domain.errors import ShopError
 from quickcart.i18n import N_, N_plural
-from quickcart.services import broadcast
+from quickcart.messages import render
+from quickcart.services import broadcast, notifications
 from workers import runtime
 from workers.app import app
 from workers.base import QuickCartTask
 from workers.tasks.catalog_admin import answer
 
-#: Progress is reported to the admin at each tenth of the addressees.
+log = logging.getLogger(__name__)
+
+#: Progress is shown to the admin at each tenth of the addressees (one message, edited).
 PROGRESS_STEPS = 10
 #: Kinds whose admin gets progress and a report (restock notices have no admin audience).
 REPORTED = ("text", "photo", "giveaway")
@@ -35,34 +40,45 @@ def run_broadcast(broadcast_id: int, countdown: float = 0) -> None:
 
 @app.task(base=QuickCartTask, name="quickcart.admin_broadcast")
 def start_broadcast(actor_id: int, text: str, idempotency_key: str,
-                    photo_file_id: str | None = None) -> dict[str, Any]:
+                    photo_file_id: str | None = None,
+                    reply_to: int | None = None) -> dict[str, Any]:
     """/broadcast text, or a photo with `/broadcast text` as its caption: to every non-banned
-    shopper who has not blocked the bot. Idempotent per intent (one broadcast, one chain);
-    audited by the admin-command wrapper like every `quickcart.admin_*` task."""
+    shopper who has not blocked the bot; `reply_to` is the admin's "⏳ Diproses…" message,
+    edited into the progress and the final report. Idempotent per intent (one broadcast, one
+    chain); audited by the admin-command wrapper like every `quickcart.admin_*` task."""
     engine = runtime.engine()
     try:
         started = broadcast.start(engine, actor_id, idempotency_key,
                                   "photo" if photo_file_id else "text", text,
-                                  photo_file_id=photo_file_id)
+                                  photo_file_id=photo_file_id, status_message_id=reply_to)
     except ShopError as refusal:
-        answer(actor_id, [(f"error.{refusal.code}", refusal.params)], idempotency_key)
+        parts = [(f"error.{refusal.code}", refusal.params)]
+        if not (reply_to and _edit(actor_id, reply_to, parts)):
+            answer(actor_id, parts, idempotency_key)
         return refusal.to_dict()
     if started.created:
+        # Shown before the first slice runs, so a later step never gets overwritten by it.
+        message = broadcast.message_of(engine, started.broadcast_id)
+        if message is not None:
+            _show(engine, message, [(N_plural("admin.broadcast_started", "count"),
+                                     {"count": started.total})])
         run_broadcast(started.broadcast_id)
-    answer(actor_id, [(N_plural("admin.broadcast_started", "count"), {"count": started.total})],
-           idempotency_key)
     return {"status": "ok", "broadcast_id": started.broadcast_id, "total": started.total}
 
 
 def _send(message: Any) -> broadcast.Send:
+    """Each send posts once (never again after it may have reached Telegram) in the turn the
+    pace just took."""
     api = runtime.messenger()
 
     def send(chat_id: int, text: str) -> None:
         if message.kind == "photo":
             api.call("sendPhoto", {"chat_id": chat_id, "photo": message.photo_file_id,
-                                   "caption": text[:1024], "parse_mode": "HTML"})
+                                   "caption": text[:1024], "parse_mode": "HTML"},
+                     once=True, paced=True)
         else:
-            api.send_message(chat_id, text)
+            api.call("sendMessage", {"chat_id": chat_id, "text": text, "parse_mode": "HTML"},
+                     once=True, paced=True)
     return send
 
 
@@ -76,15 +92,15 @@ def broadcast_slice(broadcast_id: int, runner: str, reported: int = 0) -> dict[s
         return {"status": "unknown"}
     with sending_as(SendClass.BULK):
         done = broadcast.send_slice(engine, broadcast_id, runner, _send(message),
-                                    message=message)
+                                    message=message, pace=runtime.messenger().take_turn)
     if done.finished is not None:
-        _report(done.finished)
+        _report(engine, done.finished)
         return {"status": "done", "sent": done.finished.sent}
     if not done.more:
         return {"status": "not_runner", "sent": done.sent}
     step = _progress_step(engine, broadcast_id, message.kind)
     if step is not None and step > reported:
-        _progress(message, step)
+        _progress(engine, message, step)
         reported = step
     broadcast_slice.apply_async(kwargs={"broadcast_id": broadcast_id, "runner": runner,
                                         "reported": reported},
@@ -101,14 +117,19 @@ def _progress_step(engine: Any, broadcast_id: int, kind: str) -> int | None:
     return finished * PROGRESS_STEPS // total if total else None
 
 
-def _progress(message: Any, step: int) -> None:
-    answer(int(message.created_by), [(N_("admin.broadcast_progress"), {
+def _progress(engine: Any, message: Any, step: int) -> None:
+    """Edit the admin's status message to this step (counts so far)."""
+    counts = broadcast.progress(engine, int(message.id))
+    _show(engine, message, [(N_("admin.broadcast_progress"), {
         "done": int(message.total) * step // PROGRESS_STEPS, "addressees": int(message.total),
-        "percent": step * 100 // PROGRESS_STEPS})], f"broadcast:{message.id}:progress:{step}")
+        "percent": step * 100 // PROGRESS_STEPS,
+        "sent": counts.get("sent", 0) + counts.get("unsure", 0),
+        "failed": counts.get("failed", 0), "blocked": counts.get("blocked", 0)})])
 
 
-def _report(report: broadcast.Report) -> None:
-    """The admin's final report (once per broadcast)."""
+def _report(engine: Any, report: broadcast.Report) -> None:
+    """The admin's final report, once per broadcast: the status message edited into it (sent
+    as a new message when there is none or it cannot be edited)."""
     if report.kind not in REPORTED:
         return
     parts = [(N_("admin.broadcast_report"), {
@@ -116,7 +137,45 @@ def _report(report: broadcast.Report) -> None:
         "blocked": report.blocked})]
     if report.unsure:
         parts.append((N_("admin.broadcast_unsure"), {"count": report.unsure}))
-    answer(report.created_by, parts, f"broadcast:{report.broadcast_id}:report")
+    message = broadcast.message_of(engine, report.broadcast_id)
+    edited = (message is not None and message.status_message_id is not None
+              and _edit(report.created_by, int(message.status_message_id), parts))
+    if not edited:
+        answer(report.created_by, parts, f"broadcast:{report.broadcast_id}:report")
+
+
+def _render(chat_id: int, parts: list[tuple[str, dict[str, Any]]]) -> str:
+    lang = notifications.language_of(runtime.engine(), chat_id)
+    return "\n".join(render(key, lang, **params) for key, params in parts)
+
+
+def _edit(chat_id: int, message_id: int, parts: list[tuple[str, dict[str, Any]]]) -> bool:
+    """Edit the admin's status message; False when it cannot be (gone, or Telegram failed),
+    so that the caller sends its text instead. The same text twice is no failure."""
+    try:
+        runtime.messenger().edit_text(chat_id, message_id, _render(chat_id, parts))
+    except TelegramError as exc:
+        if "not modified" in str(exc).lower():
+            return True
+        log.info("broadcast status message %s/%s not edited: %s", chat_id, message_id, exc)
+        return False
+    return True
+
+
+def _show(engine: Any, message: Any, parts: list[tuple[str, dict[str, Any]]]) -> None:
+    """Progress in one place: edit the status message, or send one and remember it (only the
+    broadcast's one runner calls this, one step after another). Best effort: a step that
+    cannot be shown is skipped, the next one tries again."""
+    chat_id = int(message.created_by)
+    if message.status_message_id is not None and _edit(chat_id, int(message.status_message_id),
+                                                       parts):
+        return
+    try:
+        sent = runtime.messenger().send_message(chat_id, _render(chat_id, parts))
+    except TelegramError as exc:
+        log.info("broadcast %s: status not shown: %s", message.id, exc)
+        return
+    broadcast.set_status_message(engine, int(message.id), sent)
 
 
 @app.task(base=QuickCartTask, name="quickcart.broadcast_resume")
