@@ -185,12 +185,13 @@ def _record(session: Tx, user_id: int, kind: str, stage: str, amount: Decimal,
 
 def screen(session: Tx, user_id: int, amount: Decimal, *, kind: str = "order",
            external: bool = True, paid_now: bool = False, order_id: int | None = None,
-           deposit_id: int | None = None) -> Assessment:
+           deposit_id: int | None = None, effects: Effects | None = None) -> Assessment:
     """Screen an order or deposit being created; the caller holds the user's row lock.
 
     Block → ShopError('risk_blocked') (nothing but the assessment is written; the caller
     records the refusal). `paid_now` (a balance order, paid in this transaction): review holds
-    its delivery at once (`order_id` is the id the order is about to be inserted with).
+    its delivery at once (`order_id` is the id the order is about to be inserted with), and
+    its messages go into the caller's `effects`, published with the caller's own.
     Otherwise a non-clean verdict is only recorded: the payment is screened again when it
     arrives. Idempotent with its transaction (the intent's key guards the whole of it)."""
     facts, settings = read_facts(session, user_id, amount, external=external,
@@ -204,7 +205,7 @@ def screen(session: Tx, user_id: int, amount: Decimal, *, kind: str = "order",
     if blocked:
         raise ShopError("risk_blocked")
     if paid_now and verdict.held and order_id is not None:
-        hold(session, Effects(session), assessment_id, user_id, "order", order_id,
+        hold(session, effects or Effects(session), assessment_id, user_id, "order", order_id,
              Decimal(amount), verdict)
     return verdict
 

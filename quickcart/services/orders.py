@@ -90,7 +90,7 @@ def create_order(engine: Engine, cmd: CreateOrder) -> Outcome:
                 found = _lock_and_read(uow.session, cmd)
                 if found.claimed:
                     return Outcome(idempotency.as_result(found.prior))
-                plan = _check(uow.session, cmd, found, now)
+                plan = _check(uow.session, effects, cmd, found, now)
             except ShopError as refusal:
                 # Nothing but locks was taken yet: record the refusal in this transaction.
                 result = _refuse(effects, cmd.user_id, refusal, cmd.reply_to)
@@ -239,9 +239,12 @@ def _lock_and_read(session: Tx, cmd: CreateOrder) -> Record:
         "ps": [p for p, _q in cmd.items()]}), first=actor).one()
 
 
-def _check(session: Tx, cmd: CreateOrder, found: Record, now: datetime) -> _Plan:
-    """Check the locked user's order, holding the voucher and free units; writes nothing, so
-    a ShopError raised here leaves the transaction clean for recording the refusal."""
+def _check(session: Tx, effects: Effects, cmd: CreateOrder, found: Record,
+           now: datetime) -> _Plan:
+    """Check the locked user's order, holding the voucher and free units; writes nothing but
+    the risk assessment, so a ShopError raised here leaves the transaction clean for recording
+    the refusal. A held balance order's messages go into `effects` (published after commit
+    by this task, not later by the relay sweep)."""
     if found.user_id is None:
         raise ShopError("user_not_registered")
     if found.is_banned:
@@ -272,7 +275,7 @@ def _check(session: Tx, cmd: CreateOrder, found: Record, now: datetime) -> _Plan
     # and held for review (quickcart/services/fraud.py).
     fraud.screen(session, cmd.user_id, bill.total, external=cmd.payment_method == "qris",
                  paid_now=cmd.payment_method != "qris" or bill.total == ZERO,
-                 order_id=int(found.next_order_id))
+                 order_id=int(found.next_order_id), effects=effects)
     return _Plan(int(found.next_order_id), lines, bill, voucher.id if voucher else None)
 
 

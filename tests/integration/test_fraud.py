@@ -139,6 +139,10 @@ def test_new_account_buying_over_500000_is_held_then_approved_and_delivered(
         held_notes = conn.execute(text("SELECT payload->>'key' FROM outbox WHERE payload->>'key'"
                                        " LIKE 'review.%'")).scalars().all()
     assert sorted(held_notes) == ["review.held", "review.new_item"]
+    # ... published by the order's own task after its commit, not seconds later by the sweep
+    assert sorted(str(m.payload.get("key")) for m in outcome.outbox
+                  if str(m.payload.get("key")).startswith("review.")) == \
+        ["review.held", "review.new_item"]
     [queued] = review.queue(shop, ADMIN)
     assert queued.user_id == 50 and queued.score == 50 and queued.rules == ["new_account"]
     assert queued.priority == "medium"
