@@ -254,3 +254,25 @@ def test_cart_and_summary_in_the_web_chat(shop: Shop, bot: Any, browser: Any) ->
     paid = shop.q("SELECT total_bill FROM orders WHERE user_id = :u AND status = 'paid'", u=uid)
     assert paid == 10000 + 2 * 25000
     assert shop.q("SELECT account_balance FROM users WHERE id = :u", u=uid) == 100000 - paid
+
+
+def test_admin_broadcast_in_the_web_chat(shop: Shop, bot: Any, browser: Any) -> None:  # noqa: F811
+    """Issue 23 as an admin sees it: /broadcast typed in the page, one status message that
+    turns from "⏳ Diproses…" into the report; every shopper gets the promo once."""
+    from tests.e2e.test_bot import make_admin
+
+    admin = make_admin(shop, 7090)
+    shoppers = [shop.add_user(7091 + i) for i in range(3)]
+    page = Page(browser)
+    browser.get(f"{shop.telegram.base_url}/#user={admin}")
+    page.until(lambda: str(admin) in page.text("status"), "the admin's chat")
+    page.send("/broadcast Promo akhir pekan: diskon 20%!")
+    page.until(lambda: "Siaran selesai" in page.text("log"), "the broadcast's report")
+    log = page.text("log")
+    assert "4 terkirim, 0 gagal, 0 memblokir bot" in log  # 3 shoppers and the admin
+    assert "Diproses" not in log and log.count("Siaran") == 1  # one message, edited
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "webchat_broadcast.png"))
+    for uid in shoppers:
+        texts = [str(m.get("text")) for m in shop.telegram.bot_messages(uid)]
+        assert sum("Promo akhir pekan" in t for t in texts) == 1
