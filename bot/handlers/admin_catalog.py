@@ -10,7 +10,7 @@ answer and the attempt is audited.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import PurePosixPath
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -33,6 +33,8 @@ SHOP_TZ = ZoneInfo("Asia/Jakarta")
 STOCK_SUFFIXES = (".txt", ".csv")
 GIVEAWAY_MIN, GIVEAWAY_MAX = 1000, 1_000_000
 GIVEAWAY_MAX_CODES = 100
+#: How long a /delallstock confirmation may be acted on (docs/adr/0066).
+DELALLSTOCK_VALID = timedelta(minutes=10)
 #: /stats periods in Indonesian too.
 PERIOD_ALIASES = {"hari": "today", "hariini": "today", "minggu": "week", "bulan": "month",
                   "semua": "all"}
@@ -170,12 +172,27 @@ async def _delallstock(update: Update, context: ContextTypes.DEFAULT_TYPE,
         await reply(update, t(context, "error.product_not_found", product_id=product_id))
         return
     count = await runtime.call(stock_admin.count_deletable, runtime.engine, product_id)
-    lang = viewer(context).language
-    markup = InlineKeyboardMarkup([[
-        keyboards.button(lang, "button.confirm_delete", f"ac:dall:{product_id}"),
-        keyboards.button(lang, "button.cancel", "ac:no")]])
     await reply(update, t(context, "admin.delallstock_confirm", product_id=product_id,
-                          count=count), markup)
+                          count=count),
+                _confirmation(viewer(context).language, product_id, update.update_id))
+
+
+def _confirmation(lang: str, product_id: int, token: int) -> InlineKeyboardMarkup:
+    """[Ya, hapus] [Batal]: the confirm button carries the token of the /delallstock (its
+    update id) that asked, so one confirmation deletes once (`ac:dall:<id>:<token>`, at most
+    8 + 10 + 1 + 20 = 39 bytes of Telegram's 64)."""
+    return InlineKeyboardMarkup([[
+        keyboards.button(lang, "button.confirm_delete", f"ac:dall:{product_id}:{token}"),
+        keyboards.button(lang, "button.cancel", "ac:no")]])
+
+
+def _fresh(sent_at: datetime | None) -> bool:
+    """Whether a confirmation Telegram sent at `sent_at` may still be acted on (docs/adr/0066:
+    a press after DELALLSTOCK_VALID deletes nothing and shows the count now). A message
+    Telegram no longer shows (date 0) is stale."""
+    if sent_at is None or sent_at.timestamp() <= 0:
+        return False
+    return datetime.now(UTC) - sent_at <= DELALLSTOCK_VALID
 
 
 def _voucher_args(args: list[str]) -> dict[str, Any]:
@@ -296,7 +313,8 @@ def command(name: str) -> Handler:
 
 
 async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """ac:dall:<id> (the /delallstock confirmation) and ac:no."""
+    """ac:dall:<id>:<token> (the /delallstock confirmation: once per token, only while fresh)
+    and ac:no."""
     query = update.callback_query
     assert query is not None and query.data is not None
     await query.answer()
@@ -305,10 +323,30 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         await reply(update, t(context, "error.unknown_command"))
         return
     parts = query.data.split(":")
-    if len(parts) == 3 and parts[1] == "dall" and parts[2].isdigit():
+    if len(parts) in (3, 4) and parts[1] == "dall" and all(p.isdigit() for p in parts[2:]):
+        product_id = int(parts[2])
+        sent_at = query.message.date if query.message is not None else None
+        if len(parts) == 3 or not _fresh(sent_at):
+            # Too old (or a button from before confirmations had tokens): never a delete of
+            # what is there now; the old prompt says so and loses its buttons, and a new one
+            # (a new message: an edit keeps the old date) asks again with the count now.
+            runtime = rt(context)
+            count = await runtime.call(stock_admin.count_deletable, runtime.engine, product_id)
+            await reply(update, t(context, "admin.delallstock_stale", product_id=product_id,
+                                  count=count,
+                                  minutes=int(DELALLSTOCK_VALID.total_seconds() // 60)))
+            if update.effective_chat is not None:
+                await update.effective_chat.send_message(
+                    t(context, "admin.delallstock_confirm", product_id=product_id, count=count),
+                    parse_mode="HTML",
+                    reply_markup=_confirmation(who.language, product_id, update.update_id))
+            return
+        # Keyed by the confirmation's token: pressing it again deletes nothing (the worker
+        # answers each press, under its own key, with what the first press did).
         await rt(context).enqueue("quickcart.admin_delete_all_stock", actor_id=who.user_id,
-                                  product_id=int(parts[2]),
-                                  idempotency_key=intent_key(update.update_id))
+                                  product_id=product_id,
+                                  idempotency_key=f"dall:{who.user_id}:{parts[3]}",
+                                  answer_key=intent_key(update.update_id))
         await reply(update, t(context, "admin.queued"))
         return
     await reply(update, t(context, "admin.cancelled"))

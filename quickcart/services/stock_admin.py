@@ -42,6 +42,9 @@ SHORT_ID = 8
 LIST_PAGE = 20
 _EXPORT_CHUNK = 1000
 _FREE = "NOT s.is_sold AND s.order_id IS NULL"
+#: The units /delallstock deletes: free, and never in a (released) order (history keeps them).
+_DELETABLE = (f"s.product_id = :p AND {_FREE}"
+              " AND NOT EXISTS (SELECT 1 FROM released_order_items r WHERE r.stock_id = s.id)")
 
 
 @dataclass(frozen=True)
@@ -280,29 +283,57 @@ def count_deletable(engine: Engine, product_id: int) -> int:
     """How many units /delallstock would delete now (the confirmation shows it); a read."""
     with engine.connect() as conn:
         return int(conn.execute(sql(
-            f"SELECT count(*) FROM product_stocks s WHERE s.product_id = :p AND {_FREE}"
-            " AND NOT EXISTS (SELECT 1 FROM released_order_items r WHERE r.stock_id = s.id)"),
+            f"SELECT count(*) FROM product_stocks s WHERE {_DELETABLE}"),
             {"p": product_id}).scalar_one())
 
 
-def delete_all_unsold(engine: Engine, actor_id: int, product_id: int) -> int:
-    """Delete a product's free units; reserved units of pending orders and sold units stay.
+@dataclass(frozen=True)
+class AllDeleted:
+    """One /delallstock confirmation's outcome: units it deleted (when it ran first, or when it
+    ran before: what it deleted then), whether it had run before, and the free units left."""
 
-    The DELETE locks each free unit; a unit a buyer holds is waited for and re-checked, so a
-    just-reserved unit survives. Units once in a (released) order cannot be deleted (their
-    history references them) and stay. Idempotent: a second call deletes nothing and returns 0.
-    """
+    deleted: int
+    repeated: bool
+    left: int
+
+
+def delete_all_unsold_once(engine: Engine, actor_id: int, product_id: int,
+                           confirmation_key: str) -> AllDeleted:
+    """Delete a product's free units once per confirmation (`confirmation_key`): a second
+    press of the same button deletes nothing, even units added since, and reports what the
+    first did.
+
+    A confirmation that ran already is seen before any unit is touched (a read of its key),
+    so a repeated press never locks free units a buyer could want. Otherwise it deletes the
+    free units no order's history names (the DELETE locks each; a unit a buyer holds is
+    waited for and re-checked, so a just-reserved unit survives), then claims the key last
+    (db/locks.py order) with the count: a twin pressed at the same moment waits there, finds
+    the key taken and rolls back its delete, so one confirmation deletes once."""
     with admin_work(engine, actor_id) as uow:
-        _require_product(uow.session, product_id)
-        deleted = uow.session.connection().execute(
-            text(
-                f"DELETE FROM product_stocks s WHERE s.product_id = :p AND {_FREE}"
-                " AND NOT EXISTS (SELECT 1 FROM released_order_items r WHERE r.stock_id = s.id)"
-            ),
-            {"p": product_id},
-        ).rowcount
-        uow.commit()
-    return int(deleted or 0)
+        session = uow.session
+        _require_product(session, product_id)
+        stored = session.execute(text("SELECT result FROM idempotency_keys WHERE key = :k"),
+                                 {"k": confirmation_key}).first()
+        if stored is not None:
+            earlier = idempotency.as_result(stored.result)
+        else:
+            deleted = int(session.execute(text(f"DELETE FROM product_stocks s WHERE {_DELETABLE}"),
+                                          {"p": product_id}).rowcount or 0)
+            twin = idempotency.claim(session, confirmation_key, "delallstock")
+            if twin is None:
+                idempotency.record(session, confirmation_key, {"count": deleted})
+                left = _count_deletable(session, product_id)
+                uow.commit()
+                return AllDeleted(deleted, False, left)
+            session.rollback()  # the twin deleted and committed first: this one deletes nothing
+            earlier = twin
+        return AllDeleted(int(earlier.get("count", 0)), True,
+                          _count_deletable(session, product_id))
+
+
+def _count_deletable(session: Session, product_id: int) -> int:
+    return int(session.execute(text(f"SELECT count(*) FROM product_stocks s WHERE {_DELETABLE}"),
+                               {"p": product_id}).scalar_one())
 
 
 def export_unsold(engine: Engine, product_id: int, *, actor_id: int) -> Iterator[str]:

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from tests.e2e import test_bot as base
 from tests.e2e.conftest import Shop
@@ -25,6 +26,23 @@ def wrong_format(shop: Shop, admin: int, command: str, args: str) -> None:
     answer = said(shop, admin, "Format salah", after)
     assert f"/{command}" in content(answer)
     assert "Contoh:" in content(answer)
+
+
+def add_units(shop: Shop, product_id: int, *contents: str) -> None:
+    """Free units straight into the database (stock that arrives while a button waits)."""
+    with shop.main.begin() as conn:
+        for item in contents:
+            conn.execute(text("INSERT INTO product_stocks (product_id, content) VALUES (:p, :c)"),
+                         {"p": product_id, "c": item})
+
+
+def show_again(shop: Shop, uid: int, message: dict[str, Any]) -> None:
+    """The buttons `message` had when it was sent, back on it: what a second device that
+    missed the edit still shows."""
+    with shop.telegram.state.cond:
+        stored = shop.telegram.state.find_message(uid, message["message_id"])
+        assert stored is not None
+        stored.reply_markup = message["reply_markup"]
 
 
 def test_admin_stock_commands(shop: Shop, bot: Any) -> None:
@@ -62,7 +80,44 @@ def test_admin_stock_commands(shop: Shop, bot: Any) -> None:
     shop.telegram.send_command(admin, "delallstock", "11")
     confirm = said(shop, admin, "Hapus 3 stok", after)  # asks first (issue 23)
     assert shop.q("SELECT count(*) FROM product_stocks WHERE product_id = 11") == 3
-    shop.telegram.press_button(admin, confirm["message_id"], "ac:dall:11")
+    (data,) = [d for d in buttons(confirm) if d.startswith("ac:dall:11:")]  # carries a token
+    assert len(data.encode()) <= 64
+    shop.telegram.press_button(admin, confirm["message_id"], data)
+    said(shop, admin, "3 stok belum terjual produk 11 dihapus", after)
+    assert shop.q("SELECT count(*) FROM product_stocks WHERE product_id = 11") == 0
+
+    # The same confirmation pressed again (another device still shows it) after new stock
+    # came: answered with what it did and the units free now; the new unit stays.
+    add_units(shop, 11, "KEY-11-NEW")
+    show_again(shop, admin, confirm)
+    after = last_id(shop, admin)
+    shop.telegram.press_button(admin, confirm["message_id"], data)
+    again = said(shop, admin, "sudah dijalankan", after)
+    assert "3 stok" in content(again) and "Stok bebas sekarang: 1" in content(again)
+    assert shop.q("SELECT count(*) FROM product_stocks WHERE product_id = 11") == 1
+    assert shop.q("SELECT count(*) FROM admin_actions WHERE actor_id = :a"
+                  " AND command = 'delallstock:confirm'", a=admin) == 1
+
+    # A confirmation older than ten minutes deletes nothing: the count now, and a fresh one.
+    add_units(shop, 11, "KEY-11-NEW2")
+    after = last_id(shop, admin)
+    shop.telegram.send_command(admin, "delallstock", "11")
+    old = said(shop, admin, "Hapus 2 stok", after)
+    (old_data,) = [d for d in buttons(old) if d.startswith("ac:dall:11:")]
+    with shop.telegram.state.cond:  # Telegram sent it eleven minutes ago
+        message = shop.telegram.state.find_message(admin, old["message_id"])
+        assert message is not None
+        message.date -= 11 * 60
+    add_units(shop, 11, "KEY-11-NEW3")
+    shop.telegram.press_button(admin, old["message_id"], old_data)
+    stale = said(shop, admin, "kedaluwarsa", after)
+    assert stale["message_id"] == old["message_id"] and "sekarang: 3" in content(stale)
+    assert not buttons(stale)
+    prompt = said(shop, admin, "Hapus 3 stok", old["message_id"])  # a new prompt, sent now
+    assert shop.q("SELECT count(*) FROM product_stocks WHERE product_id = 11") == 3
+    (fresh,) = [d for d in buttons(prompt) if d.startswith("ac:dall:11:")]
+    assert fresh != old_data
+    shop.telegram.press_button(admin, prompt["message_id"], fresh)
     said(shop, admin, "3 stok belum terjual produk 11 dihapus", after)
     assert shop.q("SELECT count(*) FROM product_stocks WHERE product_id = 11") == 0
     after = last_id(shop, admin)

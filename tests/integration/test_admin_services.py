@@ -206,18 +206,59 @@ def test_a_released_unit_cannot_be_deleted(shop: Engine) -> None:
         conn.execute(text("UPDATE product_stocks SET order_id = NULL WHERE id = :s"), {"s": unit})
         conn.execute(text("UPDATE orders SET status = 'expired' WHERE id = :o"), {"o": order})
     refuses(shop, "stock_unit_has_history", lambda: units.delete_stock_unit(shop, ADMIN, unit))
-    assert units.delete_all_unsold(shop, ADMIN, PRODUCT) == 0
+    assert units.delete_all_unsold_once(shop, ADMIN, PRODUCT, "t:dall:1").deleted == 0
 
 
 def test_delete_all_unsold_keeps_reserved_and_sold(shop: Engine) -> None:
     with shop.begin() as conn:
         free, reserved, sold = reserved_and_sold(conn)
         extra = make_stock(conn, PRODUCT, 4)  # contents repeat KEY-1..; fine for this test
-    refuses(shop, "not_admin", lambda: units.delete_all_unsold(shop, CUSTOMER, PRODUCT))
-    refuses(shop, "product_not_found", lambda: units.delete_all_unsold(shop, ADMIN, 99))
-    assert units.delete_all_unsold(shop, ADMIN, PRODUCT) == 1 + len(extra)
+    refuses(shop, "not_admin",
+            lambda: units.delete_all_unsold_once(shop, CUSTOMER, PRODUCT, "t:dall:2"))
+    refuses(shop, "product_not_found",
+            lambda: units.delete_all_unsold_once(shop, ADMIN, 99, "t:dall:3"))
+    assert units.delete_all_unsold_once(shop, ADMIN, PRODUCT, "t:dall:4").deleted == 1 + len(extra)
     assert sorted(scalar_list(shop, "SELECT id FROM product_stocks")) == sorted([reserved, sold])
-    assert units.delete_all_unsold(shop, ADMIN, PRODUCT) == 0
+    assert units.delete_all_unsold_once(shop, ADMIN, PRODUCT, "t:dall:5").deleted == 0
+
+
+def test_one_delallstock_confirmation_deletes_once(shop: Engine) -> None:
+    with shop.begin() as conn:
+        make_stock(conn, PRODUCT, 3)
+    refuses(shop, "not_admin",
+            lambda: units.delete_all_unsold_once(shop, CUSTOMER, PRODUCT, "dall:t:1"))
+    assert units.delete_all_unsold_once(shop, ADMIN, PRODUCT, "dall:t:1") == \
+        units.AllDeleted(deleted=3, repeated=False, left=0)
+    with shop.begin() as conn:
+        make_stock(conn, PRODUCT, 2)  # stock that came after the confirmation ran
+    # The same confirmation again: what it did then, the units free now, nothing deleted.
+    assert units.delete_all_unsold_once(shop, ADMIN, PRODUCT, "dall:t:1") == \
+        units.AllDeleted(deleted=3, repeated=True, left=2)
+    assert scalar(shop, "SELECT count(*) FROM product_stocks") == 2
+    # A new confirmation is a new intent.
+    assert units.delete_all_unsold_once(shop, ADMIN, PRODUCT, "dall:t:2") == \
+        units.AllDeleted(deleted=2, repeated=False, left=0)
+
+
+def test_a_twin_press_in_flight_rolls_its_delete_back(shop: Engine) -> None:
+    with shop.begin() as conn:
+        make_stock(conn, PRODUCT, 2)
+    outcome: list[units.AllDeleted] = []
+    # The twin press: it has deleted and claimed the key but not committed yet.
+    with shop.connect() as twin:
+        twin.execute(text("INSERT INTO idempotency_keys (key, scope, result)"
+                          " VALUES ('dall:t:9', 'delallstock', '{\"count\": 5}')"))
+        thread = threading.Thread(target=lambda: outcome.append(
+            units.delete_all_unsold_once(shop, ADMIN, PRODUCT, "dall:t:9")))
+        thread.start()
+        deadline = time.monotonic() + 20
+        while lock_waiters(shop) < 1 and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)  # polling a condition: the press waits on the twin's key
+        assert lock_waiters(shop) == 1
+        twin.commit()
+    thread.join(timeout=60)
+    assert outcome == [units.AllDeleted(deleted=5, repeated=True, left=2)]
+    assert scalar(shop, "SELECT count(*) FROM product_stocks") == 2  # its delete rolled back
 
 
 def test_export_unsold_streams_free_units_only(shop: Engine) -> None:

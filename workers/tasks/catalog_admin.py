@@ -181,14 +181,22 @@ def delete_stock(actor_id: int, stock_id: str, idempotency_key: str,
 
 
 @app.task(base=QuickCartTask, name="quickcart.admin_delete_all_stock")
-def delete_all_stock(actor_id: int, product_id: int, idempotency_key: str) -> dict[str, Any]:
-    """/delallstock id (after the admin confirmed): every free unit of a product."""
+def delete_all_stock(actor_id: int, product_id: int, idempotency_key: str,
+                     answer_key: str | None = None) -> dict[str, Any]:
+    """/delallstock id, its [Ya, hapus] pressed: every free unit of a product, once per
+    confirmation (`idempotency_key`, docs/adr/0066); each press is answered (`answer_key`), a
+    repeated one with what the first did and the units free now."""
     def act() -> Parts:
-        count = stock_admin.delete_all_unsold(runtime.engine(), actor_id, product_id)
+        done = stock_admin.delete_all_unsold_once(runtime.engine(), actor_id, product_id,
+                                                  idempotency_key)
+        if done.repeated:
+            return [(N_("admin.delallstock_done_before"),
+                     {"product_id": product_id, "count": done.deleted, "left": done.left})]
         _stock_changed(product_id, actor_id, idempotency_key)
         return [(N_plural("admin.stock_all_deleted", "count"),
-                 {"product_id": product_id, "count": count})]
-    return audited("delallstock", actor_id, {"product_id": product_id}, idempotency_key, act)
+                 {"product_id": product_id, "count": done.deleted})]
+    return audited("delallstock", actor_id, {"product_id": product_id},
+                   f"{answer_key}:done" if answer_key else idempotency_key, act)
 
 
 @app.task(base=QuickCartTask, name="quickcart.admin_export_stock")
