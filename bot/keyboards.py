@@ -43,13 +43,22 @@ def reply_menu(lang: str, product_ids: list[int]) -> ReplyKeyboardMarkup:
 
 
 def pager(lang: str, prefix: str, page: int, pages: int) -> list[InlineKeyboardButton]:
-    """◀️ n/total ▶️ (callback `prefix:<page>`)."""
+    """[KEMBALI] [SELANJUTNYA n/N] (callback `prefix:<page>`, n = this page, 1-based).
+
+    KEMBALI is the previous page; page 1 has none (each list has its own ⬅️ Kembali to the
+    menu it came from, so there is one way back, not two). The last page (and a list of one
+    page) shows the plain `N/N` indicator instead of SELANJUTNYA, so no button claims to go
+    somewhere it does not. The screen behind every page button is recomputed when pressed, so
+    a stale one shows the list as it is now."""
+    total = max(pages, 1)
     row = []
     if page > 0:
         row.append(button(lang, "button.prev", f"{prefix}:{page - 1}"))
-    row.append(button(lang, "button.page", "noop", page=page + 1, pages=max(pages, 1)))
-    if page + 1 < pages:
-        row.append(button(lang, "button.next", f"{prefix}:{page + 1}"))
+    if page + 1 < total:
+        row.append(button(lang, "button.next", f"{prefix}:{page + 1}", page=page + 1,
+                          pages=total))
+    else:
+        row.append(button(lang, "button.page", "noop", page=page + 1, pages=total))
     return row
 
 

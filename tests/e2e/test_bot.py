@@ -73,6 +73,12 @@ def buttons(message: Message) -> list[str]:
     return [b.get("callback_data") for row in rows for b in row]
 
 
+def pager_row(message: Message) -> list[tuple[str, str]]:
+    """The last row of `message`'s inline keyboard (where the lists put their pager)."""
+    rows = (message.get("reply_markup") or {}).get("inline_keyboard", [])
+    return [(b["text"], b.get("callback_data")) for b in rows[-1]] if rows else []
+
+
 def press(shop: Shop, uid: int, message: Message, data: str,
           expect: Callable[[Message], bool], timeout: float = 30) -> Message:
     """Press a button of `message` and wait until that message (edited) satisfies `expect`."""
@@ -134,6 +140,31 @@ def make_admin(shop: Shop, uid: int) -> int:
 
 # ------------------------------------------------------------------ tests
 
+def test_catalog_pager_and_a_stale_page_button(shop: Shop, bot: Any) -> None:
+    for product_id in range(1, 10):  # nine products: two pages of eight
+        shop.add_product(product_id, price=5000, units=1)
+    uid = shop.add_user(5009)
+    shop.telegram.send_command(uid, "start")
+    welcome = said(shop, uid, "Selamat datang")
+    first = press(shop, uid, welcome, "c:all:0", has_button("c:p:1"))
+    # [KEMBALI] [SELANJUTNYA n/N] above the list's own way back to the menu
+    rows = first["reply_markup"]["inline_keyboard"]
+    assert [(b["text"], b["callback_data"]) for b in rows[-2]] == [("SELANJUTNYA 1/2",
+                                                                   "c:all:1")]
+    assert [b["callback_data"] for b in rows[-1]] == ["m:home"]
+    second = press(shop, uid, first, "c:all:1", has_button("c:p:9"))
+    rows = second["reply_markup"]["inline_keyboard"]
+    assert [(b["text"], b["callback_data"]) for b in rows[-2]] == [("KEMBALI", "c:all:0"),
+                                                                   ("2/2", "noop")]
+    # The list shrank to one page while the button waited: it shows the list as it is now.
+    with shop.main.begin() as conn:
+        conn.execute(text("UPDATE products SET is_active = false WHERE id = 9"))
+    now = press(shop, uid, second, "c:all:0", lambda m: "c:p:9" not in buttons(m)
+                and "c:p:1" in buttons(m))
+    rows = now["reply_markup"]["inline_keyboard"]
+    assert [(b["text"], b["callback_data"]) for b in rows[-2]] == [("1/1", "noop")]
+
+
 def test_start_browse_and_buy_with_balance(shop: Shop, bot: Any) -> None:
     shop.add_product(1, price=10000, units=3)
     uid = shop.add_user(5001, balance=50000)
@@ -147,6 +178,8 @@ def test_start_browse_and_buy_with_balance(shop: Shop, bot: Any) -> None:
 
     listing = press(shop, uid, welcome, "c:all:0", has_button("c:p:1"))
     assert "Produk 1" in content(listing) and "1/1" in str(listing["reply_markup"])
+    assert ("1/1", "noop") in [(b["text"], b.get("callback_data")) for row in
+                               listing["reply_markup"]["inline_keyboard"] for b in row]
 
     payment = to_payment(shop, uid, 1, extra=1)
     assert "Rp20.000" in content(payment)
@@ -173,8 +206,11 @@ def test_start_browse_and_buy_with_balance(shop: Shop, bot: Any) -> None:
     history = press(shop, uid, profile, "a:hist:0", lambda m: "Riwayat" in content(m))
     assert "Lunas" in content(history) and "Pembelian" in content(history)
     assert "−Rp20.000" in content(history) and "halaman 1/2" in content(history)
+    # The pager as the requirements draw it: [KEMBALI] [SELANJUTNYA n/N]
+    assert pager_row(history) == [("SELANJUTNYA 1/2", "a:hist:1")]
     older = press(shop, uid, history, "a:hist:1", lambda m: "halaman 2/2" in content(m))
     assert "+Rp50.000" in content(older) and "Pembelian" not in content(older)
+    assert pager_row(older) == [("KEMBALI", "a:hist:0"), ("2/2", "noop")]
     history = press(shop, uid, older, "a:hist:0", lambda m: "halaman 1/2" in content(m))
     detail = next(d for d in buttons(history) if d.startswith("a:o:"))
     detail_view = press(shop, uid, history, detail, lambda m: "Produk 1 × 2" in content(m))
