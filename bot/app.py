@@ -40,7 +40,9 @@ from bot.handlers import (
 )
 from bot.handlers.help import help_command
 from bot.runtime import BotRuntime
+from bot.send_limits import SharedSendLimits
 from quickcart.adapters import redis_store
+from quickcart.adapters.rate_limit import Limits
 from quickcart.config import MissingSettingError, Settings, get_settings
 from quickcart.db.engine import get_engine
 from quickcart.db.urls import service_urls
@@ -54,19 +56,23 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     """The configured Application (handlers registered; nothing started)."""
     settings.require("bot")
     base = settings.telegram_api_base_url.rstrip("/")
+    urls = service_urls()
+    redis_client = redis_store.client(urls.redis_url)
     application = (
         ApplicationBuilder()
         .token(settings.telegram_bot_token or "")
         .base_url(f"{base}/bot")
         .base_file_url(f"{base}/file/bot")
         .concurrent_updates(16)
+        # The bot's own messages count in the workers' shared send limits (bot/send_limits.py).
+        .rate_limiter(SharedSendLimits(redis_client, Limits.from_settings(),
+                                       settings.redis_key_prefix))
         .post_init(_apply_admin_ids)
         .build()
     )
-    urls = service_urls()
     application.bot_data["runtime"] = BotRuntime(
         settings=settings, engine=get_engine(urls.database_url, pool_size=10),
-        redis=redis_store.client(urls.redis_url))
+        redis=redis_client)
 
     # A reply to a ticket in a whitelisted admin group: before the gate (private chats only).
     application.add_handler(MessageHandler(filters.ChatType.GROUPS & filters.REPLY

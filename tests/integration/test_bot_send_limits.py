@@ -1,0 +1,67 @@
+"""The bot process's own sends take their slots in the workers' shared Telegram buckets
+(bot/send_limits.py), against a real Redis: a message counts in the global and the chat's
+bucket, an edit or getUpdates does not, and Telegram's 429 pauses the chat for every sender."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import redis
+from telegram.error import RetryAfter
+
+from bot.send_limits import SharedSendLimits
+from quickcart.adapters.rate_limit import Limits
+from tests.conftest import TestUrls
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def r(test_urls: TestUrls) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(test_urls.redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def prefix(r: redis.Redis) -> Iterator[str]:
+    """This test's own key prefix: its buckets start empty and are removed after it."""
+    name = f"qct-botlimits-{uuid.uuid4().hex[:8]}:"
+    yield name
+    keys = list(r.scan_iter(f"{name}*"))
+    if keys:
+        r.delete(*keys)
+
+
+def _post(limits: SharedSendLimits, endpoint: str, data: dict[str, Any],
+          answer: Any = True) -> Any:
+    async def callback() -> Any:
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+    return asyncio.run(limits.process_request(callback, (), {}, endpoint, data, None))
+
+
+def test_the_bots_messages_count_in_the_shared_buckets(r: redis.Redis, prefix: str) -> None:
+    limits = SharedSendLimits(r, Limits(per_chat_per_second=5), prefix)
+    assert _post(limits, "sendMessage", {"chat_id": 7, "text": "⏳ Diproses…"}) is True
+    assert _post(limits, "sendMessage", {"chat_id": "7", "text": "Menu"}) is True
+    assert r.zcard(f"{prefix}tg:limit:chat:7") == 2
+    assert r.zcard(f"{prefix}tg:limit:global") == 2
+    # Edits and polling are not what Telegram's flood limits count: no slot.
+    _post(limits, "editMessageText", {"chat_id": 7, "message_id": 1, "text": "x"})
+    _post(limits, "getUpdates", {"timeout": 10})
+    assert r.zcard(f"{prefix}tg:limit:global") == 2
+
+
+def test_a_429_to_the_bot_pauses_the_chat_for_every_sender(r: redis.Redis, prefix: str) -> None:
+    limits = SharedSendLimits(r, Limits(), prefix)
+    with pytest.raises(RetryAfter):
+        _post(limits, "sendMessage", {"chat_id": 8, "text": "x"},
+              RetryAfter(timedelta(seconds=30)))
+    assert 0 < r.pttl(f"{prefix}tg:limit:pause:8") <= 30_000
