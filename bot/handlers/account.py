@@ -84,6 +84,7 @@ async def show_history(update: Update, context: ContextTypes.DEFAULT_TYPE, page:
                                       f"a:o:{h.order_id}:{page}", invoice_id=h.invoice_id)])
         if h.word == "paid":  # open its delivery again, or ask for help / warranty about it
             rows.append(_after_sales_row(who.language, h.order_id, str(h.invoice_id)))
+    rows.append([keyboards.button(who.language, "button.back", "a:prof")])  # to the profile
     rows.append(keyboards.pager(who.language, "a:hist", page, pages))
     await reply(update, "\n".join(text), InlineKeyboardMarkup(rows))
 
@@ -192,7 +193,8 @@ async def delete_me_command(update: Update, context: ContextTypes.DEFAULT_TYPE) 
 
 
 async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """AKUN buttons: a:hist, a:o (order), a:rs, a:dep, a:edit, a:skip, a:langs, a:lang, a:erase."""
+    """AKUN buttons: a:prof, a:hist, a:o (order), a:rs, a:dep, a:edit, a:skip, a:langs, a:lang,
+    a:erase."""
     query = update.callback_query
     assert query is not None and query.data is not None
     parts = query.data.split(":")
@@ -202,7 +204,9 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         await query.answer()
     try:
         action = parts[1]
-        if action == "hist":
+        if action == "prof":
+            await show_profile(update, context)
+        elif action == "hist":
             await show_history(update, context, int(parts[2]))
         elif action == "o":
             await show_order(update, context, int(parts[2]), int(parts[3]))

@@ -221,6 +221,9 @@ def test_start_browse_and_buy_with_balance(shop: Shop, bot: Any) -> None:
     after = last_id(shop, uid)
     shop.telegram.press_button(uid, history["message_id"], resend)
     assert "KEY-1-" in content(said(shop, uid, "KEY-1-", after))
+    # No dead end: the history goes back to the profile it came from.
+    profile = press(shop, uid, history, "a:prof", lambda m: "Profil" in content(m))
+    assert "a:hist:0" in buttons(profile)
 
 
 def test_qris_with_voucher(shop: Shop, bot: Any) -> None:
