@@ -23,7 +23,6 @@ from quickcart.adapters.telegram_api import (
     TelegramUnsure,
 )
 from sandbox.serving import wait_until
-from tests.conftest import TestUrls
 
 pytestmark = pytest.mark.timeout(60)
 TOKEN = "123:SECRET-token"
@@ -197,15 +196,9 @@ def test_a_request_that_left_and_got_no_answer_is_unsure_and_a_refused_one_is_no
 
 
 @pytest.fixture
-def limiter(test_urls: TestUrls) -> Iterator[SendLimiter]:
-    """The shared send limits on this test's own key prefix (removed after it)."""
-    client = redis.Redis.from_url(test_urls.redis_url, decode_responses=True)
-    prefix = f"qct-unsure-{id(client):x}:"
-    yield SendLimiter(client, Limits(per_chat_per_second=100), prefix)
-    keys = list(client.scan_iter(f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+def limiter(r: redis.Redis, prefix: str) -> SendLimiter:
+    """The shared send limits on this test's own key prefix."""
+    return SendLimiter(r, Limits(per_chat_per_second=100), prefix)
 
 
 def test_a_send_once_is_never_posted_twice_and_a_delivery_is_retried(

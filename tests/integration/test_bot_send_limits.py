@@ -5,8 +5,6 @@ bucket, an edit or getUpdates does not, and Telegram's 429 pauses the chat for e
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -16,26 +14,8 @@ from telegram.error import RetryAfter
 
 from bot.send_limits import SharedSendLimits
 from quickcart.adapters.rate_limit import Limits
-from tests.conftest import TestUrls
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def r(test_urls: TestUrls) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(test_urls.redis_url, decode_responses=True)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def prefix(r: redis.Redis) -> Iterator[str]:
-    """This test's own key prefix: its buckets start empty and are removed after it."""
-    name = f"qct-botlimits-{uuid.uuid4().hex[:8]}:"
-    yield name
-    keys = list(r.scan_iter(f"{name}*"))
-    if keys:
-        r.delete(*keys)
 
 
 def _post(limits: SharedSendLimits, endpoint: str, data: dict[str, Any],

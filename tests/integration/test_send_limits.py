@@ -6,7 +6,6 @@ their per-minute limit, and a lower class takes no slot a higher class is waitin
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,23 +25,6 @@ pytestmark = pytest.mark.timeout(90)
 def sim() -> Iterator[TelegramSimulator]:
     with TelegramSimulator() as simulator:
         yield simulator
-
-
-@pytest.fixture
-def r(test_urls: TestUrls) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(test_urls.redis_url, decode_responses=True)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def prefix(r: redis.Redis) -> Iterator[str]:
-    """A key prefix of this test's own: its buckets start empty and are removed after it."""
-    name = f"qct-limits-{uuid.uuid4().hex[:8]}:"
-    yield name
-    keys = list(r.scan_iter(f"{name}*"))
-    if keys:
-        r.delete(*keys)
 
 
 def _api(sim: TelegramSimulator, r: redis.Redis, prefix: str, **limits: Any) -> BotApi:
