@@ -96,6 +96,7 @@ def test_broadcast_survives_a_stopped_worker_without_duplicates(fshop: FaultShop
             "SELECT user_id FROM broadcast_recipients WHERE broadcast_id = :b"
             " AND status = 'unsure'", b=started.broadcast_id)]
         lost = [uid for uid in unsure if counts[uid] == 0]
+        print(f"broadcast stop={stop}: unsure={len(unsure)} lost={len(lost)}")  # for ADR 0065
         if stop == "sigterm":
             assert unsure == [] and len(counts) == 1900  # exactly 1,900, once each
         else:
