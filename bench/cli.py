@@ -27,7 +27,8 @@ DEFAULT_SIZES = {
 SIZE_HELP = ("orders: orders per concurrency level (1000); flash-sale: buyers, units = N/10 (1000);"
              " qris: orders paid (300); import: keys (1,000,000); audit-lag: seconds of orders"
              " load (20); soak: tasks (100,000); fraud-rules: paid orders in the table (1,000,000);"
-             " telegram-flood: buyers, units = N/10, broadcast to 5 x N (1000)")
+             " telegram-flood: buyers, units = N/10, 5 x N audience users; the broadcast goes to"
+             " every user, 7 x N + 1 (1000)")
 
 
 def _runner(name: str) -> Callable[[int, bool], Report]:

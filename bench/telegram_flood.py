@@ -1,15 +1,19 @@
 """`telegram-flood`: a QRIS flash sale under Telegram's send limits while a broadcast runs.
 
 N buyers (default 1,000) hit an N/10-unit sale and the winners pay by QRIS at the Pakasir
-sandbox, while a broadcast to 5 × N users runs and admins receive notices; the same sale is run
-first without the broadcast, side by side. The Telegram simulator enforces Telegram's limits
-(30 messages/s, 1/s per chat; 429 with `retry_after`), so the pipe, not the engine, is the
-physical limit: the figures say who waits in it."""
+sandbox, while the shop's own broadcast (/broadcast: a `broadcasts` row, one
+`broadcast_recipients` row per shopper, sent by chained `quickcart.broadcast_slice` tasks) goes
+to every shopper in the users table (5 × N audience users, both sales' buyers and the admin) and
+admins receive notices; the same sale is run first without the broadcast, side by side. The
+Telegram simulator enforces Telegram's limits (30 messages/s, 1/s per chat; 429 with
+`retry_after`), so the pipe, not the engine, is the physical limit: the figures say who waits in
+it."""
 
 from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,11 +26,14 @@ from bench import prebuilt as push
 from bench.common import Report, intent_key, percentile
 from bench.harness import Stack, wait_until
 from bench.orders import PRICE, start_shop
+from quickcart.services import broadcast
+from workers.routes import TASK_QUEUES
 
 FLOOD_BUYERS = 10_000  # first id of the sale's buyers with the broadcast running
 QUIET_BUYERS = 20_000  # first id of the same sale's buyers without it
 AUDIENCE = 100_000  # first id of the broadcast's audience
 ADMINS = (90_001, 90_002, 90_003)
+BROADCASTER = ADMINS[0]  # an admin in the users table: the broadcast's author
 NOTICES_PER_ADMIN = 10
 POSTING = {"sendMessage", "sendPhoto", "sendDocument"}  # the calls Telegram's limits count
 KEY = re.compile(r"KEY-\d+-\d+")  # a delivered unit's content (bench.harness.add_product)
@@ -40,12 +47,19 @@ class CallLog:
         self.stack = stack
         self.since = stack.telegram.last_call_seq()
         self.calls: list[dict[str, Any]] = []
-        self.samples: list[tuple[float, bool]] = []  # (when, messages waiting in the pipe)
+        self.samples: list[tuple[float, bool]] = []  # (when, work waiting for the pipe)
+        self.broadcast_id: int | None = None
+        self.broadcast_done = False
 
     def refresh(self) -> list[dict[str, Any]]:
-        """Fetch the calls recorded since the last refresh (and note whether messages are
-        waiting in the pipe now); returns all of them."""
-        self.samples.append((time.time(), _queued(self.stack) > 0))
+        """Fetch the calls recorded since the last refresh (and note whether work is waiting
+        for the pipe now: messages on the notify queue, or the broadcast still running);
+        returns all of them."""
+        busy = _queued(self.stack) > 0
+        if self.broadcast_id is not None and not self.broadcast_done:
+            self.broadcast_done = _broadcast_done(self.stack, self.broadcast_id)
+            busy = busy or not self.broadcast_done
+        self.samples.append((time.time(), busy))
         new = self.stack.telegram.calls(since=self.since)
         if new:
             self.calls.extend(new)
@@ -65,7 +79,10 @@ class Sale:
     sold: int = 0
     refused: int = 0
     http_429: int = 0
-    broadcast_sent: int = 0
+    broadcast_sent: int = 0  # copies Telegram accepted
+    broadcast_addressees: int = 0  # rows of broadcast_recipients
+    broadcast_outcomes: Counter[str] = field(default_factory=Counter)  # recipients by status
+    broadcast_seconds: float = 0.0  # created → finished (broadcasts row)
     send_rate: float = 0.0
     send_seconds: float = 0.0
     sent: int = 0
@@ -103,17 +120,34 @@ def _notice_id(call: dict[str, Any]) -> str:
 
 def _queued(stack: Stack, in_hand: bool = False) -> int:
     """Messages waiting on the notify queue (any priority), plus with `in_hand` those a worker
-    holds (sending, or waiting out a retry's countdown)."""
+    holds (sending, or waiting out a retry's or the next broadcast slice's countdown)."""
     assert stack.redis is not None and stack.client is not None
     lists = {push.list_key(stack.client, "notify", task)
-             for task in ("quickcart.deliver_order", "quickcart.send_message",
-                          "quickcart.send_notice", "quickcart.send_bulk_message")}
+             for task, queue in TASK_QUEUES.items() if queue == "notify"}
     pipe = stack.redis.pipeline(transaction=False)
     for key in sorted(lists):
         pipe.llen(key)
     if in_hand:
         pipe.hlen(stack.key("unacked"))
     return sum(int(n) for n in pipe.execute())
+
+
+def _broadcast_done(stack: Stack, broadcast_id: int) -> bool:
+    """The broadcast finished (every addressee settled; its runner closed it)."""
+    return bool(stack.q("SELECT status = 'done' FROM broadcasts WHERE id = :b", b=broadcast_id))
+
+
+def _start_broadcast(stack: Stack, tag: str) -> int:
+    """/broadcast as the shop runs it: the broadcast and its addressees (every non-banned
+    shopper in the users table) created as the admin, then its chain of slices started on the
+    notify queue (what `workers.tasks.broadcast.run_broadcast` queues)."""
+    assert stack.main is not None
+    started = broadcast.start(stack.main, BROADCASTER, intent_key(f"bench-broadcast-{tag}"),
+                              "text", f"Promo {tag}")
+    _push(stack, "quickcart.broadcast_slice",
+          [{"broadcast_id": started.broadcast_id, "runner": uuid.uuid4().hex}])
+    stack.log(f"[{tag}] broadcast {started.broadcast_id} to {started.total} shoppers started")
+    return started.broadcast_id
 
 
 def _pipe_idle(stack: Stack) -> bool:
@@ -128,16 +162,16 @@ def _count(found: Counter[str], expected: list[str], sale: Sale, kind: str) -> N
 
 
 def run_sale(stack: Stack, tag: str, product: int, buyers: list[int],
-             audience: list[int]) -> Sale:
-    """One flash sale paid by QRIS (with a broadcast to `audience` when given); waits until
-    every message it caused was sent, then measures."""
+             with_broadcast: bool) -> Sale:
+    """One flash sale paid by QRIS (with the shop's broadcast to every shopper running when
+    `with_broadcast`); waits until every message it caused was sent and the broadcast is done,
+    then measures."""
     sale = Sale()
     log = CallLog(stack)
     refused_429_before = int(stack.telegram.state.rate_limit.get("answered_429", 0))
-    stack.log(f"[{tag}] {len(buyers)} buyers, broadcast to {len(audience)}")
-    _push(stack, "quickcart.send_bulk_message", [
-        {"chat_id": uid, "key": "broadcast.message", "params": {"text": f"Promo {tag}"},
-         "once_key": f"bench:{tag}:bc:{uid}"} for uid in audience])
+    stack.log(f"[{tag}] {len(buyers)} buyers, {'with' if with_broadcast else 'no'} broadcast")
+    if with_broadcast:
+        log.broadcast_id = _start_broadcast(stack, tag)
     _push(stack, "quickcart.send_notice", [
         {"chat_id": admin, "key": "admin.health_changed", "params": {"changes": f"{tag} #{i}"},
          "once_key": f"bench:{tag}:notice:{admin}:{i}"}
@@ -182,15 +216,23 @@ def run_sale(stack: Stack, tag: str, product: int, buyers: list[int],
                             " AND o.delivered_at IS NOT NULL", p=product) == len(invoices))
 
     wait_until(delivered, what=f"[{tag}] deliveries", timeout=900, interval=0.3)
-    expected_sends = len(audience) + len(ADMINS) * NOTICES_PER_ADMIN + 2 * len(invoices) \
+    # Besides the broadcast (counted against its recipients): notices, a QR photo and a
+    # delivery per payer, a "sold out" reply per other buyer. Messages the shop adds on its own
+    # (the admin's low-stock alert and sales digest, the broadcast's status) come on top.
+    promo = f"Promo {tag}"
+    expected_sends = len(ADMINS) * NOTICES_PER_ADMIN + 2 * len(invoices) \
         + (len(buyers) - len(invoices))
 
     def all_sent() -> bool:
         stack.check_alive()
         log.refresh()
-        return len(log.accepted()) >= expected_sends and _pipe_idle(stack)
+        others = sum(1 for c in log.accepted()
+                     if promo not in str(c["params"].get("text", "")))
+        return (others >= expected_sends and (log.broadcast_id is None or log.broadcast_done)
+                and _pipe_idle(stack))
 
-    stack.log(f"[{tag}] waiting for the pipe to carry {expected_sends} messages")
+    stack.log(f"[{tag}] waiting for the pipe to carry {expected_sends} messages"
+              + (" and the broadcast" if with_broadcast else ""))
     wait_until(all_sent, what=f"[{tag}] every message sent", timeout=1800, interval=1.0)
     wait_until(lambda: stack.q("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0,
                what="outbox relayed", timeout=120, interval=0.5)
@@ -224,10 +266,12 @@ def run_sale(stack: Stack, tag: str, product: int, buyers: list[int],
                        if r.content in accepted_at]
     _count(key_count, [r.content for r in paid], sale, "deliveries")
     by_chat = Counter(int(c["params"]["chat_id"]) for c in texts
-                      if f"Promo {tag}" in str(c["params"].get("text", "")))
+                      if promo in str(c["params"].get("text", "")))
     sale.broadcast_sent = sum(by_chat.values())
-    _count(Counter({str(k): v for k, v in by_chat.items()}), [str(u) for u in audience], sale,
-           "broadcast")
+    if log.broadcast_id is not None:
+        _count_broadcast(stack, log.broadcast_id, by_chat, sale)
+    elif by_chat:
+        sale.duplicated["broadcast copies without a broadcast"] += sum(by_chat.values())
     notices = Counter(_notice_id(c) for c in texts if int(c["params"]["chat_id"]) in ADMINS
                       and f"{tag} #" in str(c["params"].get("text", "")))
     _count(notices, [f"{a}:{i}" for a in ADMINS for i in range(NOTICES_PER_ADMIN)], sale,
@@ -235,14 +279,17 @@ def run_sale(stack: Stack, tag: str, product: int, buyers: list[int],
     photos = Counter(str(c["params"]["chat_id"]) for c in log.accepted("sendPhoto"))
     payers = {str(r.user_id) for r in paid}
     _count(photos, sorted(payers), sale, "QR photos")
+    buyer_ids = set(buyers)
     refusals = Counter(str(c["params"]["chat_id"]) for c in texts
-                       if int(c["params"]["chat_id"]) in buyers
-                       and str(c["params"]["chat_id"]) not in payers)
+                       if int(c["params"]["chat_id"]) in buyer_ids
+                       and str(c["params"]["chat_id"]) not in payers
+                       and promo not in str(c["params"].get("text", "")))
     _count(refusals, [str(u) for u in buyers if str(u) not in payers], sale, "sold-out replies")
 
     # The rate while there is work: messages accepted while messages waited on the notify
-    # queue, over the time they did (sampled at each poll of the waits above). Not counted: the
-    # tail, when the last few are in the workers' hands (or waiting out a retry's countdown).
+    # queue or the broadcast ran (its addressees wait as rows, its next slice in a worker's
+    # hands), over the time they did (sampled at each poll of the waits above). Not counted:
+    # the tail, when the last few are in the workers' hands (or waiting out a retry).
     posted = sorted(float(c["time"]) + c["duration"] for c in log.accepted())
     sale.sent = len(posted)
     busy = [(a, b) for (a, was_busy), (b, _) in zip(log.samples, log.samples[1:], strict=False)
@@ -251,6 +298,29 @@ def run_sale(stack: Stack, tag: str, product: int, buyers: list[int],
     in_busy = sum(1 for t in posted if any(a <= t < b for a, b in busy))
     sale.send_rate = in_busy / sale.send_seconds if sale.send_seconds else 0.0
     return sale
+
+
+def _count_broadcast(stack: Stack, broadcast_id: int, by_chat: Counter[int], sale: Sale) -> None:
+    """The broadcast against its recipients: each 'sent' one exactly one accepted copy (lost
+    when none, twice when more); 'unsure' ones at most one; none to anyone else (a copy to a
+    'failed' or 'blocked' recipient, or to a shopper not addressed, was not recorded as sent).
+    Also its outcome by status and its duration."""
+    assert stack.main is not None
+    with stack.main.connect() as conn:
+        recipients = {int(r.user_id): str(r.status) for r in conn.execute(text(
+            "SELECT user_id, status FROM broadcast_recipients WHERE broadcast_id = :b"),
+            {"b": broadcast_id}).all()}
+        seconds = conn.execute(text(
+            "SELECT extract(epoch FROM finished_at - created_at) FROM broadcasts"
+            " WHERE id = :b"), {"b": broadcast_id}).scalar()
+    sale.broadcast_addressees = len(recipients)
+    sale.broadcast_outcomes = Counter(recipients.values())
+    sale.broadcast_seconds = float(seconds or 0.0)
+    sale.lost["broadcast copies (recorded sent)"] += sum(
+        1 for uid, status in recipients.items() if status == "sent" and by_chat[uid] == 0)
+    sale.duplicated["broadcast copies"] += sum(max(0, n - 1) for n in by_chat.values())
+    sale.duplicated["broadcast copies not recorded as sent"] += sum(
+        1 for uid, n in by_chat.items() if n and recipients.get(uid) not in ("sent", "unsure"))
 
 
 def run(size: int, as_json: bool) -> Report:
@@ -264,14 +334,24 @@ def run(size: int, as_json: bool) -> Report:
         audience = stack.add_users(AUDIENCE, 5 * size, balance=0)
         for admin in ADMINS:
             stack.telegram.state.add_user(f"Admin {admin}", user_id=admin, language_code="id")
+        # The broadcast's author must be an admin in the users table (as /broadcast checks);
+        # as such it also hears the shop's own admin messages (low stock, sales digest) in
+        # both sales alike.
+        stack.exec("INSERT INTO users (id, name, username, bank_id, member_status)"
+                   " VALUES (:i, :n, :u, :b, 'admin')", i=BROADCASTER, n=f"Admin {BROADCASTER}",
+                   u=f"admin{BROADCASTER}", b=f"{900000 + BROADCASTER % 100000:06d}")
+        stack.exec("INSERT INTO admin_grants (user_id, source) VALUES (:i, 'command')",
+                   i=BROADCASTER)
         stack.add_product(1, PRICE, units)
         stack.add_product(2, PRICE, units)
         stack.vacuum()
         start_shop(stack, 8)
         stack.start_api()
-        quiet = run_sale(stack, "quiet", 2, quiet_buyers, [])
-        flood = run_sale(stack, "flood", 1, flood_buyers, audience)
+        quiet = run_sale(stack, "quiet", 2, quiet_buyers, with_broadcast=False)
+        flood = run_sale(stack, "flood", 1, flood_buyers, with_broadcast=True)
+        shoppers = int(stack.q("SELECT count(*) FROM users"))
 
+    pace = broadcast.BroadcastSettings().broadcast_rate_per_second
     lost = sum(flood.lost.values()) + sum(quiet.lost.values())
     duplicated = sum(flood.duplicated.values()) + sum(quiet.duplicated.values())
     report.add("buyers", size, "buyers (each run)")
@@ -281,14 +361,26 @@ def run(size: int, as_json: bool) -> Report:
     report.add("sold_no_broadcast", quiet.sold, "sold, no broadcast")
     report.add("refused", flood.refused, "told 'sold out', broadcast running")
     report.add("refused_no_broadcast", quiet.refused, "told 'sold out', no broadcast")
-    report.add("broadcast_sent", flood.broadcast_sent, f"broadcast copies sent (of {5 * size})")
+    outcomes = flood.broadcast_outcomes
+    copies = outcomes["sent"] + outcomes["unsure"]
+    report.add("audience", len(audience), "audience users (besides buyers and the admin)")
+    report.add("broadcast_addressees", flood.broadcast_addressees,
+               f"broadcast addressees (all {shoppers} users rows)")
+    report.add("broadcast_sent", flood.broadcast_sent, "broadcast copies Telegram accepted")
+    for status in ("sent", "unsure", "failed", "blocked"):
+        report.add(f"broadcast_{status}", outcomes[status], f"  recipients recorded {status}")
+    report.add("broadcast_seconds", flood.broadcast_seconds, "  broadcast created -> done", "s")
+    report.add("broadcast_rate_per_s",
+               copies / flood.broadcast_seconds if flood.broadcast_seconds else 0.0,
+               f"  copies/s (sent + unsure; its pace: {pace}/s)", "msg/s")
     report.add("messages_sent", flood.sent, "messages Telegram accepted, broadcast running")
     report.add("send_rate_per_s", flood.send_rate,
-               "  while messages wait in the pipe, broadcast running", "msg/s")
+               "  while messages wait or the broadcast runs", "msg/s")
     report.add("send_rate_limit_per_s", limit, "  Telegram's global limit", "msg/s")
     report.add("send_rate_ratio", flood.send_rate / limit if limit else 0.0,
                "  send rate / limit", "x")
-    report.add("send_seconds", flood.send_seconds, "  time with messages waiting in the pipe", "s")
+    report.add("send_seconds", flood.send_seconds,
+               "  time with messages waiting or the broadcast running", "s")
     report.add("delivery_p50_s", percentile(flood.deliveries, 50),
                "payment confirmed -> delivery accepted p50, broadcast running", "s")
     report.add("delivery_p99_s", percentile(flood.deliveries, 99),
