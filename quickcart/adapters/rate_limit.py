@@ -10,7 +10,9 @@ a millisecond settle on one of them.
 On top of the buckets sits a priority gate: a sender that found the global bucket full registers
 itself as waiting under its class, and a sender of a lower class takes no global slot while one
 of a higher class waits. So a broadcast can take at most the one slot it was already taking when
-a delivery arrived (docs: ADR "Deliveries first under Telegram's limits").
+a delivery arrived (docs: ADR "Deliveries first under Telegram's limits"). Broadcasts also take
+their slots evenly spread, one per 1/per_second at most (`bulk-pace`): in a window they filled
+in a burst, a delivery would wait for the burst to age out of it, up to a second (ADR 0062).
 """
 
 from __future__ import annotations
@@ -146,6 +148,11 @@ class SendLimiter:
         self._script = hashlib.sha1(LuaScript.PUT_ITEM.encode(), usedforsecurity=False).hexdigest()
         self._global = RedisBucket([Rate(limits.per_second, SECOND)], client,
                                    self._prefix + "global", self._script)
+        # Broadcasts take global slots one at a time, at most one per 1/per_second: evenly
+        # spread, so the oldest slot in the window is never more than one slot old and a higher
+        # class waits one slot at most (a burst of 25 would fill the window for a second).
+        self._bulk_pace = RedisBucket([Rate(1, max(1, SECOND // max(1, limits.per_second)))],
+                                      client, self._prefix + "bulk-pace", self._script)
         self._chats: OrderedDict[int, RedisBucket] = OrderedDict()
         self._puts = 0
         self._untidy: tuple[RedisBucket, int] | None = None  # the last chat slot taken
@@ -257,13 +264,19 @@ class SendLimiter:
                 now = _now_ms()
                 wait_ms, higher_waiting = self._look(chat_id, send_class, now)
                 reason = "chat"
+                paced: tuple[str, int] | None = None
                 if wait_ms <= 0:
                     if higher_waiting:
                         wait_ms, reason = max(1, int(self._poll * 1000)), "priority"
+                    elif send_class == SendClass.BULK and \
+                            (paced := self._put(self._bulk_pace)) is None:
+                        wait_ms, reason = _wait_ms(self._bulk_pace, _now_ms()), "pace"
                     elif (global_slot := self._put(self._global)) is not None:
                         bucket = self._chat_bucket(chat_id)
                         chat_slot = self._put(bucket)
                         slots = [(self._global, *global_slot)]
+                        if paced is not None:
+                            slots.append((self._bulk_pace, *paced))
                         if chat_slot is not None:
                             slots.append((bucket, *chat_slot))
                             if self._confirm(slots):
@@ -272,10 +285,13 @@ class SendLimiter:
                             wait_ms, reason = max(1, int(self._poll * 1000)), "race"
                         else:
                             # Another sender took this chat's slot since the check: the global
-                            # slot is given back, and this one waits.
-                            self._give_back(self._global, *global_slot)
+                            # (and pace) slots are given back, and this one waits.
+                            for taken, name, at in slots:
+                                self._give_back(taken, name, at)
                             wait_ms = _wait_ms(bucket, _now_ms())
                     else:
+                        if paced is not None:
+                            self._give_back(self._bulk_pace, *paced)
                         wait_ms = _wait_ms(self._global, now)
                         reason, waiting = "global", True
                         # (Re)registered with an expiry: a killed sender stops gating others.
@@ -308,6 +324,7 @@ class SendLimiter:
         self._puts += 1
         if self._puts % 64 == 0:
             pipe.zremrangebyscore(self._global.bucket_key, 0, now - SECOND)
+            pipe.zremrangebyscore(self._bulk_pace.bucket_key, 0, now - SECOND)
             for send_class in SendClass:
                 pipe.zremrangebyscore(self._waiting_key(send_class), 0, now)
 

@@ -118,7 +118,7 @@ def test_a_lower_class_takes_no_slot_a_higher_class_waits_for(r: redis.Redis,
                                                               prefix: str) -> None:
     limiter = SendLimiter(r, Limits(per_second=5), prefix)
     for chat in range(5):  # the global bucket is full for about a second
-        limiter.acquire(1000 + chat, SendClass.BULK, max_wait=0.0)
+        limiter.acquire(1000 + chat, SendClass.ADMIN, max_wait=0.0)
     order: list[str] = []
     lock = threading.Lock()
 
@@ -141,6 +141,20 @@ def test_a_lower_class_takes_no_slot_a_higher_class_waits_for(r: redis.Redis,
         t.join(timeout=30)
     assert order[0] == "delivery"
     assert sorted(order[1:]) == [f"bulk{i}" for i in range(4)]
+
+
+def test_a_broadcast_takes_its_slots_evenly_so_a_delivery_waits_one_slot_at_most(
+        r: redis.Redis, prefix: str) -> None:
+    """A broadcast cannot take the window's slots in a burst: one slot per 1/per_second (here
+    2 a second: one per 0.525 s). Right after its slot, the next broadcast send must wait while
+    a delivery takes the free one at once; a window filled in a burst would hold a delivery back
+    until the burst aged out of it."""
+    limiter = SendLimiter(r, Limits(per_second=2), prefix)
+    limiter.acquire(1001, SendClass.BULK, max_wait=0.0)
+    with pytest.raises(WaitTooLong, match="pace"):
+        limiter.acquire(1002, SendClass.BULK, max_wait=0.0)
+    limiter.acquire(2001, SendClass.DELIVERY, max_wait=0.0)  # the other slot, at once
+    assert r.zcard(f"{prefix}tg:limit:global") == 2  # the refused broadcast send took none
 
 
 def test_send_class_follows_the_block() -> None:
