@@ -116,6 +116,8 @@ class WaitTooLong(Exception):
 GUARD_MS = 50
 SECOND = Duration.SECOND.value + GUARD_MS
 MINUTE = Duration.MINUTE.value + GUARD_MS
+#: A broadcast's slots are at least this share of the average slot interval apart.
+BULK_SPACING = 0.8
 
 
 def _wait_ms(bucket: RedisBucket, now: int) -> int:
@@ -148,11 +150,14 @@ class SendLimiter:
         self._script = hashlib.sha1(LuaScript.PUT_ITEM.encode(), usedforsecurity=False).hexdigest()
         self._global = RedisBucket([Rate(limits.per_second, SECOND)], client,
                                    self._prefix + "global", self._script)
-        # Broadcasts take global slots one at a time, at most one per 1/per_second: evenly
-        # spread, so the oldest slot in the window is never more than one slot old and a higher
-        # class waits one slot at most (a burst of 25 would fill the window for a second).
-        self._bulk_pace = RedisBucket([Rate(1, max(1, SECOND // max(1, limits.per_second)))],
-                                      client, self._prefix + "bulk-pace", self._script)
+        # Broadcasts take global slots one at a time, spaced at least 0.8/per_second apart: no
+        # bursts, so their slots in a window are spread and one leaves it about every
+        # 1/per_second, and a higher class waits about one slot at most (a burst of 25 would
+        # hold it back for a second). The 0.8 lets a sender whose own round trips take some of
+        # the interval still reach the global limit, which then spaces them.
+        self._bulk_pace = RedisBucket(
+            [Rate(1, max(1, int(SECOND * BULK_SPACING / max(1, limits.per_second))))],
+            client, self._prefix + "bulk-pace", self._script)
         self._chats: OrderedDict[int, RedisBucket] = OrderedDict()
         self._puts = 0
         self._untidy: tuple[RedisBucket, int] | None = None  # the last chat slot taken
