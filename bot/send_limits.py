@@ -12,6 +12,7 @@ chat for every sender, as a worker's does.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -31,6 +32,11 @@ from quickcart.adapters.rate_limit import (
 #: A person is waiting: past the limiter's longest wait, the message goes anyway (at worst
 #: Telegram answers 429 and the error handler apologises) after at most this long.
 MAX_EXTRA_WAIT_SECONDS = 3.0
+#: Messages a second the bot may send to one chat in answer to its person's own action (/start's
+#: welcome and its keyboard, a screen and its refusal). Telegram allows short bursts over its
+#: 1/s per chat; the workers, sending on their own, keep to 1/s in the same bucket (each sender
+#: checks the shared log against its own rate).
+REPLY_BURST_PER_CHAT = 3
 
 
 class SharedSendLimits(BaseRateLimiter[None]):
@@ -38,7 +44,8 @@ class SharedSendLimits(BaseRateLimiter[None]):
 
     def __init__(self, client: redis.Redis, limits: Limits, key_prefix: str) -> None:
         self._client = client
-        self._limits = limits
+        self._limits = dataclasses.replace(
+            limits, per_chat_per_second=max(limits.per_chat_per_second, REPLY_BURST_PER_CHAT))
         self._prefix = key_prefix
         # A SendLimiter keeps per-sender state (its last slot, to tidy): one per thread.
         self._local = threading.local()

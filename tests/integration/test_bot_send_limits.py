@@ -13,7 +13,7 @@ import redis
 from telegram.error import RetryAfter
 
 from bot.send_limits import SharedSendLimits
-from quickcart.adapters.rate_limit import Limits
+from quickcart.adapters.rate_limit import Limits, SendClass, SendLimiter, WaitTooLong
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -28,11 +28,16 @@ def _post(limits: SharedSendLimits, endpoint: str, data: dict[str, Any],
 
 
 def test_the_bots_messages_count_in_the_shared_buckets(r: redis.Redis, prefix: str) -> None:
-    limits = SharedSendLimits(r, Limits(per_chat_per_second=5), prefix)
+    """Two answers to one action go at once (a short burst, as Telegram allows in a private
+    chat); both count, so a worker's next message to that chat waits its turn."""
+    # No waiting allowed: a send that had to wait would go without a slot (one entry, not two).
+    limits = SharedSendLimits(r, Limits(max_wait_seconds=0.0), prefix)
     assert _post(limits, "sendMessage", {"chat_id": 7, "text": "⏳ Diproses…"}) is True
     assert _post(limits, "sendMessage", {"chat_id": "7", "text": "Menu"}) is True
     assert r.zcard(f"{prefix}tg:limit:chat:7") == 2
     assert r.zcard(f"{prefix}tg:limit:global") == 2
+    with pytest.raises(WaitTooLong):  # a worker keeps to 1/s in the chat the bot just used
+        SendLimiter(r, Limits(), prefix).acquire(7, SendClass.DELIVERY, max_wait=0.0)
     # Edits and polling are not what Telegram's flood limits count: no slot.
     _post(limits, "editMessageText", {"chat_id": 7, "message_id": 1, "text": "x"})
     _post(limits, "getUpdates", {"timeout": 10})
