@@ -22,37 +22,49 @@ from celery.signals import task_postrun, task_prerun, worker_process_init
 #: main process) before it ends, unless it is busy again by then.
 IDLE_GRACE_SECONDS = 0.2
 
-_state = {"child": False, "busy": False, "stop": False}
+_state: dict[str, Any] = {"child": False, "busy": False, "stop": False, "previous": None}
 
 
-def _end_now() -> None:
+def _end_now(signum: int, frame: FrameType | None) -> None:
+    """End as the pool would have: its own SIGTERM handler (which lets finally-blocks run), or
+    the default action."""
+    previous = _state["previous"]
+    if callable(previous):
+        previous(signum, frame)
+        return
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     if _state["busy"]:
         _state["stop"] = True  # ended by task_postrun's timer once the task is done
         return
-    _end_now()
+    _end_now(signum, frame)
 
 
-def _end_if_idle() -> None:
+def _signal_if_idle() -> None:
+    # From the timer's thread: the signal is handled in the main thread, by _on_sigterm.
     if not _state["busy"]:
-        _end_now()
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @worker_process_init.connect
 def defer_sigterm_in_pool_child(**_: Any) -> None:
-    """In a prefork child: SIGTERM waits for the task in hand (no lock, no task: a handler)."""
+    """Mark this process a prefork pool child (no lock, no task: a flag). The handler itself is
+    installed when a task starts: billiard resets the child's signals after this runs."""
     _state["child"] = True
-    signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 @task_prerun.connect
 def _task_started(**_: Any) -> None:
-    if _state["child"]:
-        _state["busy"] = True
+    if not _state["child"]:
+        return
+    _state["busy"] = True
+    current = signal.getsignal(signal.SIGTERM)
+    if current is not _on_sigterm:
+        _state["previous"] = current
+        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 @task_postrun.connect
@@ -62,6 +74,6 @@ def _task_done(**_: Any) -> None:
     _state["busy"] = False
     if _state["stop"]:
         _state["stop"] = False
-        timer = threading.Timer(IDLE_GRACE_SECONDS, _end_if_idle)
+        timer = threading.Timer(IDLE_GRACE_SECONDS, _signal_if_idle)
         timer.daemon = True
         timer.start()

@@ -1,8 +1,8 @@
 """Broadcasts: one message to many shoppers, resumable, each addressee served at most once.
 
 A broadcast is a row in `broadcasts` and one `broadcast_recipients` row per addressee, written
-in one transaction (idempotent on the admin's intent key). One worker at a time sends it,
-holding a lease in `broadcast_runners`; it claims an addressee (pending → sending, committed)
+in one transaction (idempotent on the admin's intent key). One slice execution at a time sends
+it, holding a lease in `broadcast_runners` (a slice message delivered twice runs once); it claims an addressee (pending → sending, committed)
 before the send and records the outcome after (sent / failed / blocked). A worker that dies
 leaves its lease to lapse; the next runner takes over and turns the dead runner's in-flight
 addressees into 'unsure': their message may have gone out, and Telegram has no idempotency
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -182,26 +183,28 @@ def running(engine: Engine) -> list[int]:
             "SELECT b.id " + ORPHANED + " ORDER BY b.id")).scalars()]
 
 
-def _take_lease(engine: Engine, broadcast_id: int, runner: str) -> bool:
-    """Become (or stay) the broadcast's only runner: `runner` is the token of one chain of
-    slices (each slice passes it to the next; a slice redelivered after its worker died has it
-    too). A slice starts with nothing of its own in flight, so any 'sending' addressee belongs
-    to an execution that died mid-send: it becomes 'unsure' (never re-sent). Locks the runner
-    row."""
+def _take_lease(engine: Engine, broadcast_id: int, runner: str, execution: str) -> bool:
+    """Become the broadcast's only sender as `execution`, one run of the chain of slices
+    `runner` (each slice passes the token to the next). It may start at once when the chain's
+    previous slice ended (it left no execution) or when the lease lapsed (its holder is dead);
+    never while another execution holds it, even of the same chain (a slice message delivered
+    twice). Taking a lapsed lease, any 'sending' addressee belongs to the dead holder: it
+    becomes 'unsure' (never re-sent). Locks the runner row."""
     with engine.begin() as conn:
         taken = conn.execute(sql(
-            "INSERT INTO broadcast_runners (broadcast_id, runner, lease_until)"
-            " SELECT b.id, :r, now() + make_interval(secs => :s) FROM broadcasts b"
+            "INSERT INTO broadcast_runners (broadcast_id, runner, execution, lease_until)"
+            " SELECT b.id, :r, :e, now() + make_interval(secs => :s) FROM broadcasts b"
             " WHERE b.id = :b AND b.status = 'running'"
             " ON CONFLICT (broadcast_id) DO UPDATE SET runner = EXCLUDED.runner,"
-            " lease_until = EXCLUDED.lease_until"
-            " WHERE broadcast_runners.runner = EXCLUDED.runner"
+            " execution = EXCLUDED.execution, lease_until = EXCLUDED.lease_until"
+            " WHERE (broadcast_runners.runner = EXCLUDED.runner"
+            " AND broadcast_runners.execution IS NULL)"
             " OR broadcast_runners.lease_until < now()"
-            " RETURNING (xmax <> 0) AS replaced"),
-            {"b": broadcast_id, "r": runner, "s": LEASE_SECONDS}).first()
+            " RETURNING broadcast_id"),
+            {"b": broadcast_id, "r": runner, "e": execution, "s": LEASE_SECONDS}).first()
         if taken is None:
             return False
-        # Any 'sending' row now belongs to a runner that is gone (this one has none yet).
+        # Any 'sending' row now belongs to an execution that is gone (this one has none yet).
         conn.execute(sql(
             "UPDATE broadcast_recipients SET status = 'unsure', done_at = now()"
             " WHERE broadcast_id = :b AND status = 'sending'"), {"b": broadcast_id})
@@ -223,15 +226,15 @@ def _due(conn: Connection, broadcast_id: int) -> Record | None:
         " ORDER BY r.user_id LIMIT 1"), {"b": broadcast_id}).first()
 
 
-def _claim(engine: Engine, broadcast_id: int, runner: str, user_id: int) -> int | None:
+def _claim(engine: Engine, broadcast_id: int, execution: str, user_id: int) -> int | None:
     """Renew the lease and claim addressee `user_id` (pending → sending), committed just
     before the send; returns the attempt number, None when the lease is lost or the
     addressee is no longer pending."""
     with engine.begin() as conn:
         lease = conn.execute(sql(
             "UPDATE broadcast_runners SET lease_until = now() + make_interval(secs => :s)"
-            " WHERE broadcast_id = :b AND runner = :r RETURNING broadcast_id"),
-            {"b": broadcast_id, "r": runner, "s": LEASE_SECONDS}).scalar()
+            " WHERE broadcast_id = :b AND execution = :e RETURNING broadcast_id"),
+            {"b": broadcast_id, "e": execution, "s": LEASE_SECONDS}).scalar()
         if lease is None:
             return None
         attempts = conn.execute(sql(
@@ -339,8 +342,9 @@ def send_slice(engine: Engine, broadcast_id: int, runner: str, send: Send,
     message = message or message_of(engine, broadcast_id)
     if message is None or message.status != "running":
         return Slice(0, None, False, 0)
-    if not _take_lease(engine, broadcast_id, runner):
-        return Slice(0, None, False, 0)  # another runner has it
+    execution = uuid.uuid4().hex
+    if not _take_lease(engine, broadcast_id, runner, execution):
+        return Slice(0, None, False, 0)  # another execution has it
     rate = message.rate_per_second or default_rate or BroadcastSettings().broadcast_rate_per_second
     budget = min(rate, SLICE) if rate else SLICE
     started = clock()
@@ -358,7 +362,7 @@ def send_slice(engine: Engine, broadcast_id: int, runner: str, send: Send,
         except TelegramRetryAfter as exc:  # our limits ask for a longer wait: nothing claimed
             wait = max(wait, float(exc.retry_after))
             break
-        attempts = _claim(engine, broadcast_id, runner, user_id)
+        attempts = _claim(engine, broadcast_id, execution, user_id)
         if attempts is None:
             break  # the lease went to another runner
         outcome = _send_once(send, user_id, text, attempts)
@@ -376,7 +380,7 @@ def send_slice(engine: Engine, broadcast_id: int, runner: str, send: Send,
         elapsed = clock() - started
         if rate and budget >= rate:
             wait = max(wait, 1.0 - elapsed)
-        _extend(engine, broadcast_id, runner, wait)
+        _extend(engine, broadcast_id, execution, wait)
         with engine.connect() as conn:
             # Only retries waiting for their delay are left: come back when the first is due.
             due = conn.execute(sql(
@@ -410,13 +414,14 @@ def _send_once(send: Send, user_id: int, text: str, attempts: int) -> str | floa
     return "sent"
 
 
-def _extend(engine: Engine, broadcast_id: int, runner: str, wait: float) -> None:
-    """Keep the lease over the pause before the chain's next slice (same runner token)."""
+def _extend(engine: Engine, broadcast_id: int, execution: str, wait: float) -> None:
+    """End this slice's hold: the lease stays the chain's over the pause before its next slice
+    (same runner token), with no execution, so that slice may start at once."""
     with engine.begin() as conn:
         conn.execute(sql(
-            "UPDATE broadcast_runners SET lease_until = now() + make_interval(secs => :s)"
-            " WHERE broadcast_id = :b AND runner = :r"),
-            {"b": broadcast_id, "r": runner, "s": LEASE_SECONDS + wait})
+            "UPDATE broadcast_runners SET lease_until = now() + make_interval(secs => :s),"
+            " execution = NULL WHERE broadcast_id = :b AND execution = :e"),
+            {"b": broadcast_id, "e": execution, "s": LEASE_SECONDS + wait})
 
 
 def progress(engine: Engine, broadcast_id: int) -> dict[str, int]:

@@ -108,7 +108,8 @@ def test_a_runner_that_dies_mid_send_causes_no_second_copy(crowd: Engine) -> Non
     assert report.unsure == 1 and report.sent == len(bot.got)
 
 
-def test_a_redelivered_slice_resumes_at_once_and_429_comes_back(crowd: Engine) -> None:
+def test_a_dead_slice_is_resumed_once_its_lease_lapses_and_429_comes_back(
+        crowd: Engine) -> None:
     bot = FakeBot()
     started = broadcast.start(crowd, ADMIN, "t:b:4", "text", "Promo!")
     refused_once: set[int] = set()
@@ -124,11 +125,37 @@ def test_a_redelivered_slice_resumes_at_once_and_429_comes_back(crowd: Engine) -
 
     with pytest.raises(Died):
         run_all(crowd, started.broadcast_id, "chain-1", flood)
-    # The same chain's next delivery (its token) resumes at once: no waiting for the lease.
+    # Its message delivered again (same chain) does nothing while the dead slice's lease holds:
+    # the holder might be alive, and two executions would send at once.
+    assert broadcast.send_slice(crowd, started.broadcast_id, "chain-1", flood).more is False
+    with crowd.begin() as conn:
+        conn.execute(text("UPDATE broadcast_runners SET lease_until = now() - interval '1 s'"))
     report = run_all(crowd, started.broadcast_id, "chain-1", flood)
     assert 120 in refused_once and bot.got[120] == 1
     assert set(bot.got.values()) == {1}
     assert report.unsure == 1
+
+
+def test_a_slice_message_delivered_twice_sends_once_at_a_time(crowd: Engine) -> None:
+    """A broker may deliver one slice message twice (a restore after a stop, a visibility
+    timeout). The second execution, even with the chain's token, does not start while the
+    first sends: it would turn the first's in-flight addressee into 'unsure'."""
+    bot = FakeBot()
+    started = broadcast.start(crowd, ADMIN, "t:b:7", "text", "Promo!")
+    twin: list[broadcast.Slice] = []
+
+    def send(chat_id: int, text_: str) -> None:
+        if not twin:  # the twin arrives while the first execution is mid-send
+            twin.append(broadcast.send_slice(crowd, started.broadcast_id, "chain-1", bot,
+                                             default_rate=1000))
+        bot(chat_id, text_)
+
+    first = broadcast.send_slice(crowd, started.broadcast_id, "chain-1", send,
+                                 default_rate=1000)
+    assert twin[0].sent == 0 and twin[0].more is False
+    assert first.sent > 0
+    report = first.finished or run_all(crowd, started.broadcast_id, "chain-1", bot)
+    assert set(bot.got.values()) == {1} and report.unsure == 0
 
 
 def test_a_worker_killed_while_waiting_for_its_turn_leaves_nobody_in_doubt(
