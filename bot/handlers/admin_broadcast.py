@@ -8,18 +8,11 @@ from telegram.ext import ContextTypes
 
 from bot.handlers import audit as audit_handlers
 from bot.handlers.audit import usage
+from bot.handlers.catalog import reply
 from bot.runtime import intent_key, rt, t, viewer
 
 MAX_TEXT = 3500
 MAX_CAPTION = 1000  # Telegram's caption limit is 1024 characters, the frame takes a few
-
-
-async def _processing(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
-    """Send "⏳ Diproses…": the worker edits it into the progress and the final report."""
-    if update.effective_chat is None:
-        return None
-    sent = await update.effective_chat.send_message(t(context, "admin.queued"))
-    return int(sent.message_id)
 
 
 def _body(text: str) -> str:
@@ -37,7 +30,7 @@ async def broadcast_command(update: Update, context: ContextTypes.DEFAULT_TYPE) 
     if not body or len(body) > MAX_TEXT:
         await usage(update, context, "broadcast")
         return
-    status = await _processing(update, context)
+    status = await reply(update, t(context, "admin.queued"))  # edited into the report
     await rt(context).enqueue("quickcart.admin_broadcast", actor_id=viewer(context).user_id,
                               text=body, idempotency_key=intent_key(update.update_id),
                               reply_to=status)
@@ -54,7 +47,7 @@ async def on_photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not body or len(body) > MAX_CAPTION:
         await usage(update, context, "broadcast")
         return
-    status = await _processing(update, context)
+    status = await reply(update, t(context, "admin.queued"))  # edited into the report
     await rt(context).enqueue("quickcart.admin_broadcast", actor_id=viewer(context).user_id,
                               text=body, photo_file_id=message.photo[-1].file_id,
                               idempotency_key=intent_key(update.update_id), reply_to=status)

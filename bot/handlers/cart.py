@@ -32,25 +32,6 @@ from quickcart.services import cart, orders
 MAX_QUANTITY = orders.MAX_QUANTITY
 
 
-async def _say(update: Update, text: str,
-               markup: InlineKeyboardMarkup | None = None) -> int | None:
-    """Like `reply` (edit the pressed message, else send), returning the message's id."""
-    query = update.callback_query
-    message = query.message if query is not None else None
-    if query is not None and message is not None and getattr(message, "text", None):
-        try:
-            await query.edit_message_text(text, parse_mode="HTML", reply_markup=markup)
-            return int(message.message_id)
-        except BadRequest as exc:
-            if "not modified" in str(exc).lower():
-                return int(message.message_id)
-    if update.effective_chat is None:
-        return None
-    sent = await update.effective_chat.send_message(text, parse_mode="HTML",
-                                                    reply_markup=markup)
-    return int(sent.message_id)
-
-
 # ---------------------------------------------------------------- the cart screen
 
 async def show_cart(update: Update, context: ContextTypes.DEFAULT_TYPE,
@@ -278,7 +259,7 @@ async def _place(update: Update, context: ContextTypes.DEFAULT_TYPE, method: str
             return
         await show_cart(update, context)
         return
-    message_id = await _say(update, t(context, "order.processing"))
+    message_id = await reply(update, t(context, "order.processing"))
     items = _items(taken)
     expected = taken.get("qris_total" if method == "qris" else "balance_total")
     await rt(context).enqueue(

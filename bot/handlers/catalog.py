@@ -14,20 +14,25 @@ from quickcart.i18n import N_
 from quickcart.services import catalog
 
 
-async def reply(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
-    """Edit the pressed message in place, or send a new one for a typed message."""
+async def reply(update: Update, text: str,
+                markup: InlineKeyboardMarkup | None = None) -> int | None:
+    """Edit the pressed message in place, or send a new one for a typed message; returns the
+    id of the message that now shows `text` (None without a chat)."""
     query = update.callback_query
     message = query.message if query is not None else None
     if query is not None and message is not None and getattr(message, "text", None):
         try:
             await query.edit_message_text(text, parse_mode="HTML", reply_markup=markup)
-            return
+            return int(message.message_id)
         except BadRequest as exc:
             if "not modified" in str(exc).lower():
-                return  # the same screen pressed twice
+                return int(message.message_id)  # the same screen pressed twice
             # too old to edit, deleted...: answer with a new message instead
-    if update.effective_chat is not None:
-        await update.effective_chat.send_message(text, parse_mode="HTML", reply_markup=markup)
+    if update.effective_chat is None:
+        return None
+    sent = await update.effective_chat.send_message(text, parse_mode="HTML",
+                                                    reply_markup=markup)
+    return int(sent.message_id)
 
 
 def _priced(context: ContextTypes.DEFAULT_TYPE, card: catalog.ProductCard, key: str,

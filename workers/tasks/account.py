@@ -23,14 +23,19 @@ def reply(chat_id: int, key: str, once_key: str | None = None, **params: Any) ->
                                               key, params, once_key=once_key)
 
 
+def render_parts(chat_id: int, parts: list[tuple[str, dict[str, Any]]]) -> str:
+    """Catalog lines rendered in `chat_id`'s language, one message's text; a read."""
+    lang = notifications.language_of(runtime.engine(), chat_id)
+    return "\n".join(render(key, lang, **params) for key, params in parts)
+
+
 def reply_text(chat_id: int, parts: list[tuple[str, dict[str, Any]]],
                once_key: str | None = None) -> bool:
     """Several catalog lines rendered in the reader's language and sent as one message."""
     engine = runtime.engine()
     if once_key and not notifications.claim_once(engine, once_key, "message"):
         return False
-    lang = notifications.language_of(engine, chat_id)
-    body = "\n".join(render(key, lang, **params) for key, params in parts)
+    body = render_parts(chat_id, parts)
     try:
         runtime.messenger().send_message(chat_id, body[:4000])
     except Exception:

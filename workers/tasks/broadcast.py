@@ -17,11 +17,11 @@ from quickcart.adapters.rate_limit import SendClass, sending_as
 from quickcart.adapters.telegram_api import TelegramError
 from quickcart.domain.errors import ShopError
 from quickcart.i18n import N_, N_plural
-from quickcart.messages import render
-from quickcart.services import broadcast, notifications
+from quickcart.services import broadcast
 from workers import runtime
 from workers.app import app
 from workers.base import QuickCartTask
+from workers.tasks.account import render_parts
 from workers.tasks.catalog_admin import answer
 
 log = logging.getLogger(__name__)
@@ -94,40 +94,37 @@ def broadcast_slice(broadcast_id: int, runner: str, reported: int = 0) -> dict[s
         done = broadcast.send_slice(engine, broadcast_id, runner, _send(message),
                                     message=message, pace=runtime.messenger().take_turn)
     if done.finished is not None:
-        _report(engine, done.finished)
+        _report(engine, message, done.finished)
         return {"status": "done", "sent": done.finished.sent}
     if not done.more:
         return {"status": "not_runner", "sent": done.sent}
-    step = _progress_step(engine, broadcast_id, message.kind)
-    if step is not None and step > reported:
-        _progress(engine, message, step)
-        reported = step
+    reported = _progress(engine, message, reported)
     broadcast_slice.apply_async(kwargs={"broadcast_id": broadcast_id, "runner": runner,
                                         "reported": reported},
                                 countdown=done.wait_seconds or None)
     return {"status": "running", "sent": done.sent}
 
 
-def _progress_step(engine: Any, broadcast_id: int, kind: str) -> int | None:
-    if kind not in REPORTED:
-        return None
-    counts = broadcast.progress(engine, broadcast_id)
+def _progress(engine: Any, message: Any, reported: int) -> int:
+    """At each new tenth of the addressees done, edit the admin's status message to it (the
+    counts so far, read once); returns the tenth last shown."""
+    if message.kind not in REPORTED:
+        return reported
+    counts = broadcast.progress(engine, int(message.id))
     total = sum(counts.values())
     finished = total - counts.get("pending", 0) - counts.get("sending", 0)
-    return finished * PROGRESS_STEPS // total if total else None
-
-
-def _progress(engine: Any, message: Any, step: int) -> None:
-    """Edit the admin's status message to this step (counts so far)."""
-    counts = broadcast.progress(engine, int(message.id))
+    step = finished * PROGRESS_STEPS // total if total else 0
+    if step <= reported:
+        return reported
     _show(engine, message, [(N_("admin.broadcast_progress"), {
         "done": int(message.total) * step // PROGRESS_STEPS, "addressees": int(message.total),
         "percent": step * 100 // PROGRESS_STEPS,
         "sent": counts.get("sent", 0) + counts.get("unsure", 0),
         "failed": counts.get("failed", 0), "blocked": counts.get("blocked", 0)})])
+    return step
 
 
-def _report(engine: Any, report: broadcast.Report) -> None:
+def _report(engine: Any, message: Any, report: broadcast.Report) -> None:
     """The admin's final report, once per broadcast: the status message edited into it (sent
     as a new message when there is none or it cannot be edited)."""
     if report.kind not in REPORTED:
@@ -137,23 +134,17 @@ def _report(engine: Any, report: broadcast.Report) -> None:
         "blocked": report.blocked})]
     if report.unsure:
         parts.append((N_("admin.broadcast_unsure"), {"count": report.unsure}))
-    message = broadcast.message_of(engine, report.broadcast_id)
-    edited = (message is not None and message.status_message_id is not None
+    edited = (message.status_message_id is not None
               and _edit(report.created_by, int(message.status_message_id), parts))
     if not edited:
         answer(report.created_by, parts, f"broadcast:{report.broadcast_id}:report")
-
-
-def _render(chat_id: int, parts: list[tuple[str, dict[str, Any]]]) -> str:
-    lang = notifications.language_of(runtime.engine(), chat_id)
-    return "\n".join(render(key, lang, **params) for key, params in parts)
 
 
 def _edit(chat_id: int, message_id: int, parts: list[tuple[str, dict[str, Any]]]) -> bool:
     """Edit the admin's status message; False when it cannot be (gone, or Telegram failed),
     so that the caller sends its text instead. The same text twice is no failure."""
     try:
-        runtime.messenger().edit_text(chat_id, message_id, _render(chat_id, parts))
+        runtime.messenger().edit_text(chat_id, message_id, render_parts(chat_id, parts))
     except TelegramError as exc:
         if "not modified" in str(exc).lower():
             return True
@@ -171,7 +162,7 @@ def _show(engine: Any, message: Any, parts: list[tuple[str, dict[str, Any]]]) ->
                                                        parts):
         return
     try:
-        sent = runtime.messenger().send_message(chat_id, _render(chat_id, parts))
+        sent = runtime.messenger().send_message(chat_id, render_parts(chat_id, parts))
     except TelegramError as exc:
         log.info("broadcast %s: status not shown: %s", message.id, exc)
         return
