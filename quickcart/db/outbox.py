@@ -84,6 +84,17 @@ def stored(rows: Sequence[Any]) -> list[OutboxMessage]:
             for r in sorted(rows, key=lambda r: int(r.id))]
 
 
+#: Rows no relay is publishing: unpublished, never leased or the lease lapsed
+#: (idx_outbox_unpublished).
+_LEASABLE = ("FROM outbox WHERE published_at IS NULL"
+             " AND (leased_until IS NULL OR leased_until < now())")
+
+#: Rows the relay's sweep leases (`lease` without ids): leasable and older than `:age` seconds
+#: (younger ones are their committing process' to publish). Beat's check
+#: (quickcart.services.housekeeping) asks whether there is one.
+RELAYABLE = _LEASABLE + " AND created_at <= now() - make_interval(secs => :age)"
+
+
 def lease(engine: Engine, ids: Iterable[int] | None = None, limit: int = 200,
           min_age_seconds: float = 0.0) -> list[OutboxMessage]:
     """Lease unpublished rows (SKIP LOCKED, so relays never wait on each other) and commit.
@@ -94,19 +105,17 @@ def lease(engine: Engine, ids: Iterable[int] | None = None, limit: int = 200,
     id_list = list(ids) if ids is not None else None
     if id_list == []:
         return []
-    filters = "published_at IS NULL AND (leased_until IS NULL OR leased_until < now())"
+    rows_from = RELAYABLE
     params: dict[str, Any] = {"limit": limit, "lease": LEASE_SECONDS, "age": min_age_seconds}
     if id_list is not None:
-        filters += " AND id = ANY(:ids)"
+        rows_from = _LEASABLE + " AND id = ANY(:ids)"
         params["ids"] = id_list
-    else:
-        filters += " AND created_at <= now() - make_interval(secs => :age)"
     with engine.begin() as conn:
         rows = conn.execute(
             sql(
                 "UPDATE outbox SET leased_until = now() + make_interval(secs => :lease),"
                 " attempts = attempts + 1"
-                " WHERE id IN (SELECT id FROM outbox WHERE " + filters +
+                " WHERE id IN (SELECT id " + rows_from +
                 " ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)"
                 " RETURNING id, topic, queue, payload, correlation_id"
             ),
@@ -207,11 +216,13 @@ def relay(engine: Engine, publish: Publisher, ids: Iterable[int] | None = None,
     return len(messages)
 
 
+#: Rows published more than `:h` hours ago, which `purge_published` deletes
+#: (idx_outbox_published_at); beat's check asks whether there is one.
+PURGEABLE = "FROM outbox WHERE published_at < now() - make_interval(hours => :h)"
+
+
 def purge_published(engine: Engine, older_than_hours: int = 24) -> int:
     """Delete rows published long ago (their consumers' idempotency keys outlive them)."""
     with engine.begin() as conn:
-        result = conn.execute(
-            sql("DELETE FROM outbox WHERE published_at < now() - make_interval(hours => :h)"),
-            {"h": older_than_hours},
-        )
+        result = conn.execute(sql("DELETE " + PURGEABLE), {"h": older_than_hours})
     return int(result.rowcount or 0)

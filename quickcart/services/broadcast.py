@@ -2,16 +2,16 @@
 
 A broadcast is a row in `broadcasts` and one `broadcast_recipients` row per addressee, written
 in one transaction (idempotent on the admin's intent key). One slice execution at a time sends
-it, holding a lease in `broadcast_runners` (a slice message delivered twice runs once); it claims an addressee (pending → sending, committed)
-before the send and records the outcome after (sent / failed / blocked). A worker that dies
-leaves its lease to lapse; the next runner takes over and turns the dead runner's in-flight
-addressees into 'unsure': their message may have gone out, and Telegram has no idempotency
-key, so they are never sent again (no one gets a broadcast twice) and count as sent,
-unconfirmed. Users who blocked the bot are marked (users.blocked_bot_at) and left out of later
-broadcasts. Sends are paced (`rate_per_second`, default 30/s: a ceiling, the shared send limits
-keep Telegram's figure and spread a broadcast's sends evenly, behind every other class) in small
-slices that re-queue themselves, so a delivery queued behind a broadcast waits for one slice
-at most.
+it, holding a lease in `broadcast_runners` (a slice message delivered twice runs once); it
+claims an addressee (pending → sending, committed) before the send and records the outcome after
+(sent / failed / blocked). A worker that dies leaves its lease to lapse; the next runner takes
+over and turns the dead runner's in-flight addressees into 'unsure': their message may have gone
+out, and Telegram has no idempotency key, so they are never sent again (no one gets a broadcast
+twice) and count as sent, unconfirmed. Users who blocked the bot are marked
+(users.blocked_bot_at) and left out of later broadcasts. Sends are paced (`rate_per_second`,
+default 30/s: a ceiling, the shared send limits keep Telegram's figure and spread a broadcast's
+sends evenly, behind every other class) in small slices that re-queue themselves, so a delivery
+queued behind a broadcast waits for one slice at most.
 """
 
 from __future__ import annotations

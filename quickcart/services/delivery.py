@@ -139,14 +139,20 @@ def release_delivery(engine: Engine, order_id: int, owner: str | None = None) ->
               {"o": order_id, "by": owner})
 
 
+#: Paid orders undelivered for `:g` seconds, with no live delivery lease and not held by a risk
+#: review: what the redelivery sweep (`undelivered_orders`) re-sends, and what beat's check
+#: (quickcart.services.housekeeping) asks about (idx_orders_paid_undelivered, migration 0014).
+UNDELIVERED = ("FROM orders WHERE status = 'paid' AND delivered_at IS NULL"
+               " AND paid_at <= now() - make_interval(secs => :g)"
+               " AND (delivery_claimed_until IS NULL OR delivery_claimed_until < now())"
+               " AND NOT EXISTS (SELECT 1 FROM risk_reviews rv WHERE rv.order_id = orders.id"
+               " AND rv.status <> 'approved')")
+
+
 def undelivered_orders(engine: Engine, grace_seconds: int = 30, limit: int = 200) -> list[int]:
     """Paid orders with no completed delivery and no live lease (the sweep re-sends them)."""
     with engine.connect() as conn:
         return list(conn.execute(
-            sql("SELECT id FROM orders WHERE status = 'paid' AND delivered_at IS NULL"
-                 " AND paid_at <= now() - make_interval(secs => :g)"
-                 " AND (delivery_claimed_until IS NULL OR delivery_claimed_until < now())"
-                 " AND NOT EXISTS (SELECT 1 FROM risk_reviews rv WHERE rv.order_id = orders.id"
-                 " AND rv.status <> 'approved')"
-                 " ORDER BY paid_at LIMIT :n"), {"g": grace_seconds, "n": limit},
+            sql("SELECT id " + UNDELIVERED + " ORDER BY paid_at LIMIT :n"),
+            {"g": grace_seconds, "n": limit},
         ).scalars())

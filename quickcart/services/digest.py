@@ -18,6 +18,12 @@ from quickcart.domain.money import as_text
 
 LATEST_INVOICES = 10
 
+#: Orders paid, created or expired at or after `:since` (idx_orders_paid_at,
+#: idx_orders_created_at, idx_orders_expired_expires_at): the rows `sales_between` counts from,
+#: and what beat's check (quickcart.services.housekeeping) asks about.
+ACTIVITY_SINCE = ("FROM orders WHERE paid_at >= :since OR created_at >= :since"
+                  " OR (status = 'expired' AND expires_at >= :since)")
+
 
 @dataclass(frozen=True)
 class SalesDigest:
@@ -61,8 +67,7 @@ def sales_between(engine: Engine, since: datetime, until: datetime) -> SalesDige
             "   AND created_at < :until) AS created,"
             " count(*) FILTER (WHERE status = 'expired' AND expires_at >= :since"
             "   AND expires_at < :until) AS expired"
-            " FROM orders WHERE paid_at >= :since OR created_at >= :since"
-            " OR (status = 'expired' AND expires_at >= :since)"), window).one()
+            " " + ACTIVITY_SINCE), window).one()
         latest = list(conn.execute(text(
             "SELECT invoice_id FROM orders WHERE status = 'paid' AND paid_at >= :since"
             " AND paid_at < :until ORDER BY paid_at DESC LIMIT :n"),

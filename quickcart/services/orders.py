@@ -537,12 +537,16 @@ def payment_status(engine: Engine, user_id: int, invoice_id: str) -> dict[str, A
             "delivered": row.delivered_at is not None}
 
 
+#: Pending orders expired by `:now` (idx_orders_pending_expires_at): what the expiry sweep
+#: (`due_orders`) expires, and what beat's check (quickcart.services.housekeeping) asks about.
+DUE = "FROM orders WHERE status = 'pending' AND expires_at <= :now"
+
+
 def due_orders(engine: Engine, now: datetime | None = None, limit: int = 500) -> list[int]:
     """Pending orders past their expiry (the beat sweep's backstop list); locks nothing."""
     with engine.connect() as conn:
         return list(conn.execute(
-            sql("SELECT id FROM orders WHERE status = 'pending' AND expires_at <= :now"
-                 " ORDER BY expires_at LIMIT :n"),
+            sql("SELECT id " + DUE + " ORDER BY expires_at LIMIT :n"),
             {"now": now or datetime.now(UTC), "n": limit},
         ).scalars())
 

@@ -332,13 +332,34 @@ def expire_deposit(engine: Engine, deposit_id: int, status: str = "expired",
         return Outcome({"status": status, "changed": True}, effects.messages)
 
 
+#: Pending deposits expired by `:now` (idx_deposits_pending_expires_at): what the expiry sweep
+#: (`due_deposits`) expires, and what beat's check (quickcart.services.housekeeping) asks about.
+DUE_DEPOSITS = "FROM deposits WHERE status = 'pending' AND expires_at <= :now"
+
+
 def due_deposits(engine: Engine, now: datetime | None = None, limit: int = 500) -> list[int]:
     """Pending deposits past their expiry; locks nothing."""
     with engine.connect() as conn:
         return list(conn.execute(
-            text("SELECT id FROM deposits WHERE status = 'pending' AND expires_at <= :now"
-                 " ORDER BY expires_at LIMIT :n"), {"now": now or datetime.now(UTC), "n": limit},
+            text("SELECT id " + DUE_DEPOSITS + " ORDER BY expires_at LIMIT :n"),
+            {"now": now or datetime.now(UTC), "n": limit},
         ).scalars())
+
+
+# What reconciliation looks at, rows pending for `:s` seconds: orders and deposits with a QR
+# (`pending_for_reconciliation` asks the gateway about them) and QRIS ones whose QR was never
+# created (`pending_without_qr` starts them again). RECONCILABLE lists all four for beat's check
+# (quickcart.services.housekeeping).
+ORDERS_WITH_QR = ("FROM orders WHERE status = 'pending' AND payment_number IS NOT NULL"
+                  " AND created_at <= now() - make_interval(secs => :s)")
+DEPOSITS_WITH_QR = ("FROM deposits WHERE status = 'pending' AND payment_number IS NOT NULL"
+                    " AND created_at <= now() - make_interval(secs => :s)")
+ORDERS_WITHOUT_QR = ("FROM orders WHERE status = 'pending' AND payment_method = 'qris'"
+                     " AND payment_number IS NULL"
+                     " AND created_at <= now() - make_interval(secs => :s)")
+DEPOSITS_WITHOUT_QR = ("FROM deposits WHERE status = 'pending' AND payment_number IS NULL"
+                       " AND created_at <= now() - make_interval(secs => :s)")
+RECONCILABLE = (ORDERS_WITH_QR, DEPOSITS_WITH_QR, ORDERS_WITHOUT_QR, DEPOSITS_WITHOUT_QR)
 
 
 def pending_for_reconciliation(engine: Engine, older_than_seconds: int = 60,
@@ -346,12 +367,8 @@ def pending_for_reconciliation(engine: Engine, older_than_seconds: int = 60,
     """Invoices of pending QRIS orders/deposits older than a minute (lost-webhook backstop)."""
     with engine.connect() as conn:
         return list(conn.execute(
-            text("SELECT invoice_id FROM orders WHERE status = 'pending'"
-                 " AND payment_number IS NOT NULL"
-                 " AND created_at <= now() - make_interval(secs => :s)"
-                 " UNION ALL SELECT invoice_id FROM deposits WHERE status = 'pending'"
-                 " AND payment_number IS NOT NULL"
-                 " AND created_at <= now() - make_interval(secs => :s) LIMIT :n"),
+            text("SELECT invoice_id " + ORDERS_WITH_QR +
+                 " UNION ALL SELECT invoice_id " + DEPOSITS_WITH_QR + " LIMIT :n"),
             {"s": older_than_seconds, "n": limit},
         ).scalars())
 
@@ -379,10 +396,6 @@ def pending_without_qr(engine: Engine, older_than_seconds: int = 30,
     e.g. with a Redis restart); locks nothing. Starting again is idempotent."""
     with engine.connect() as conn:
         return [(r.kind, r.id) for r in conn.execute(
-            text("SELECT 'order' AS kind, id FROM orders WHERE status = 'pending'"
-                 " AND payment_method = 'qris' AND payment_number IS NULL"
-                 " AND created_at <= now() - make_interval(secs => :s)"
-                 " UNION ALL SELECT 'deposit', id FROM deposits WHERE status = 'pending'"
-                 " AND payment_number IS NULL"
-                 " AND created_at <= now() - make_interval(secs => :s) LIMIT :n"),
+            text("SELECT 'order' AS kind, id " + ORDERS_WITHOUT_QR +
+                 " UNION ALL SELECT 'deposit', id " + DEPOSITS_WITHOUT_QR + " LIMIT :n"),
             {"s": older_than_seconds, "n": limit})]

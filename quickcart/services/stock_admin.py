@@ -452,10 +452,14 @@ def set_product_setting(session: Tx, product_id: int, column: str, value: Any) -
         raise ShopError("product_not_found", product_id=product_id)
 
 
-# Free units counted only up to threshold + 1 per product: the scan reads a few index entries
-# per product whatever the stock size.
-_LOW_STOCK = """
-WITH levels AS (
+# The low-stock levels and the crossing test, shared by `low_stock_crossings` and beat's check
+# (quickcart.services.housekeeping, which asks whether any product's alert would change):
+# LOW_STOCK_LEVELS is the CTE `levels`, each active product with a threshold (only those in
+# `:ids`, an int array, unless it is NULL) with its free units, counted only up to
+# threshold + 1 so the scan reads a few index entries per product whatever the stock size;
+# IS_LOW is true for a level `l` at or below its threshold (an alert fires, and stays until it
+# is false again).
+LOW_STOCK_LEVELS = """levels AS (
     SELECT p.id, p.name, p.low_stock_threshold AS threshold,
            (SELECT count(*) FROM (SELECT 1 FROM product_stocks s WHERE s.product_id = p.id
                 AND NOT s.is_sold AND s.order_id IS NULL
@@ -463,12 +467,15 @@ WITH levels AS (
     FROM products p
     WHERE p.is_active AND p.low_stock_threshold > 0
       AND (CAST(:ids AS int[]) IS NULL OR p.id = ANY(CAST(:ids AS int[])))
-), recovered AS (
+)"""
+IS_LOW = "l.free <= l.threshold"
+
+_LOW_STOCK = "WITH " + LOW_STOCK_LEVELS + """, recovered AS (
     DELETE FROM low_stock_alerts a USING levels l
-    WHERE a.product_id = l.id AND l.free > l.threshold
+    WHERE a.product_id = l.id AND NOT (""" + IS_LOW + """)
 ), fired AS (
     INSERT INTO low_stock_alerts (product_id)
-    SELECT id FROM levels WHERE free <= threshold ORDER BY id
+    SELECT l.id FROM levels l WHERE """ + IS_LOW + """ ORDER BY l.id
     ON CONFLICT (product_id) DO NOTHING
     RETURNING product_id
 )

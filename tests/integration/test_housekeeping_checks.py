@@ -1,5 +1,6 @@
 """Beat's housekeeping checks never say "nothing to do" while their task would act: each check
-against its task's own query, on the same rows, before and after the work is done."""
+against its task's own query, on the same rows, before and after the work is done, and on a row
+in each branch of the task's filter (a check narrower than its task fails there)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from sqlalchemy import Connection, Engine, text
 
 from quickcart.db import outbox
-from quickcart.services import delivery, housekeeping, orders, payments
+from quickcart.services import delivery, digest, housekeeping, orders, payments
 from tests.integration.test_db_rules import make_order, make_product, make_stock, make_user
 
 
@@ -120,6 +121,113 @@ def test_redelivery_and_rollup_checks_match_their_sweeps(db: Engine) -> None:
     assert check(db, housekeeping.audit_unshipped)
 
 
+def paid_order(db: Engine) -> int:
+    """An order paid a minute ago, never delivered nor claimed."""
+    order_id = pending_order(db)
+    with db.begin() as conn:
+        conn.execute(text("UPDATE orders SET status = 'paid', paid_at = now() - interval"
+                          " '1 minute' WHERE id = :o"), {"o": order_id})
+    return order_id
+
+
+def review(conn: Connection, order_id: int, status: str) -> None:
+    """A risk review of `order_id` in `status` (decided by user 1 unless open)."""
+    assessment = conn.execute(text(
+        "INSERT INTO risk_assessments (user_id, payment_kind, stage, order_id, amount, score,"
+        " rules, outcome) VALUES (1, 'order', 'confirm', :o, 10000, 80, '[]', 'review')"
+        " RETURNING id"), {"o": order_id}).scalar_one()
+    conn.execute(text(
+        "INSERT INTO risk_reviews (assessment_id, user_id, payment_kind, order_id, amount, score,"
+        " rules, band, status, decided_by) VALUES (:a, 1, 'order', :o, 10000, 80, '[]',"
+        " 'review', :s, CASE WHEN :s = 'open' THEN NULL ELSE 1 END)"),
+        {"a": assessment, "o": order_id, "s": status})
+
+
+@pytest.mark.parametrize(("change", "review_status", "due"), [
+    ("", None, True),
+    ("delivery_claimed_until = now() - interval '1 second'", None, True),
+    ("delivery_claimed_until = now() + interval '1 minute'", None, False),
+    ("paid_at = now() - interval '10 seconds'", None, False),
+    ("delivered_at = now()", None, False),
+    ("", "approved", True),
+    ("", "open", False),
+    ("", "kept", False),
+], ids=["unclaimed", "claim-lapsed", "claimed", "in-grace", "delivered", "review-approved",
+        "review-open", "review-kept"])
+def test_redelivery_check_agrees_with_the_sweep_on_each_condition(
+        db: Engine, change: str, review_status: str | None, due: bool) -> None:
+    order_id = paid_order(db)
+    with db.begin() as conn:
+        if change:
+            conn.execute(text(f"UPDATE orders SET {change} WHERE id = :o"), {"o": order_id})  # noqa: S608
+        if review_status:
+            review(conn, order_id, review_status)
+    assert (delivery.undelivered_orders(db, grace_seconds=30) == [order_id]) is due
+    assert check(db, lambda c: housekeeping.undelivered_paid(c, 30)) is due
+
+
+@pytest.mark.parametrize(("kind", "method", "qr", "age_seconds", "due"), [
+    ("order", "qris", None, 120, True),
+    ("order", "qris", "QR", 120, True),
+    ("order", "account_balance", None, 120, False),
+    ("order", "qris", "QR", 10, False),
+    ("order", "qris", None, 10, False),
+    ("deposit", None, None, 120, True),
+    ("deposit", None, "QR", 120, True),
+    ("deposit", None, "QR", 10, False),
+    ("deposit", None, None, 10, False),
+], ids=["order-no-qr", "order-qr", "order-balance", "order-qr-young", "order-no-qr-young",
+        "deposit-no-qr", "deposit-qr", "deposit-qr-young", "deposit-no-qr-young"])
+def test_reconcile_check_agrees_with_reconciliation_on_each_branch(
+        db: Engine, kind: str, method: str | None, qr: str | None, age_seconds: int,
+        due: bool) -> None:
+    if kind == "order":
+        row_id = pending_order(db, method=str(method))
+    else:
+        with db.begin() as conn:
+            make_user(conn, 1)
+            row_id = conn.execute(text(
+                "INSERT INTO deposits (user_id, invoice_id, amount, total_bill, status,"
+                " expires_at) VALUES (1, 'DEP-1', 10000, 10000, 'pending',"
+                " now() + interval '1 hour') RETURNING id")).scalar_one()
+    with db.begin() as conn:
+        conn.execute(text(f"UPDATE {kind}s SET payment_number = :qr,"  # noqa: S608
+                          " created_at = now() - make_interval(secs => :a) WHERE id = :i"),
+                     {"qr": qr, "a": age_seconds, "i": row_id})
+    found = (payments.pending_for_reconciliation(db, older_than_seconds=60)
+             + payments.pending_without_qr(db, older_than_seconds=60))
+    assert bool(found) is due
+    assert check(db, lambda c: housekeeping.reconcilable(c, 60)) is due
+
+
+def test_expiry_check_reads_the_sweeps_clock(db: Engine) -> None:
+    row_id = pending_order(db)
+    later = datetime.now(UTC) + timedelta(hours=2)  # past the order's expires_at
+    assert orders.due_orders(db, now=later) == [row_id]
+    assert check(db, lambda c: housekeeping.overdue_pending(c, now=later))
+    assert not check(db, housekeeping.overdue_pending) and orders.due_orders(db) == []
+
+
+@pytest.mark.parametrize("change", [
+    "status = 'paid', paid_at = now()",
+    "status = 'expired', expires_at = now() - interval '1 second'",
+    "created_at = now(), payment_method = 'qris', payment_fee = 0",
+    "",
+], ids=["paid", "expired", "created-qris", "nothing"])
+def test_digest_check_agrees_with_the_digest_on_each_count(db: Engine, change: str) -> None:
+    order_id = pending_order(db)
+    with db.begin() as conn:
+        # Created an hour before the window, so only `change` brings it into the window.
+        conn.execute(text("UPDATE orders SET created_at = now() - interval '1 hour'"
+                          " WHERE id = :o"), {"o": order_id})
+        if change:
+            conn.execute(text(f"UPDATE orders SET {change} WHERE id = :o"), {"o": order_id})  # noqa: S608
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    sales = digest.sales_between(db, since, datetime.now(UTC) + timedelta(seconds=1))
+    assert sales.empty is (change == "")
+    assert check(db, lambda c: housekeeping.order_activity_since(c, since)) is (change != "")
+
+
 def test_digest_check_sees_activity_after_the_window_start(db: Engine) -> None:
     before = datetime.now(UTC) - timedelta(seconds=5)
     pending_order(db)
@@ -142,6 +250,19 @@ def test_low_stock_check_matches_the_alert_sweep(db: Engine) -> None:
     assert check(db, housekeeping.low_stock_changes)  # back above: the alert is cleared
     assert stock_admin.check_low_stock(db) == []
     assert not check(db, housekeeping.low_stock_changes)
+
+
+@pytest.mark.parametrize("change", ["is_active = false", "low_stock_threshold = 0"],
+                         ids=["inactive", "no-threshold"])
+def test_low_stock_check_ignores_the_products_the_sweep_ignores(db: Engine, change: str) -> None:
+    from quickcart.services import stock_admin
+
+    with db.begin() as conn:
+        make_product(conn, 1)
+        make_stock(conn, 1, 3)
+        conn.execute(text(f"UPDATE products SET {change} WHERE id = 1"))  # noqa: S608
+    assert not check(db, housekeeping.low_stock_changes)
+    assert stock_admin.check_low_stock(db) == []
 
 
 def test_broadcast_check_matches_the_resume_sweep(db: Engine) -> None:
