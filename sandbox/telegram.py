@@ -6,8 +6,14 @@ Point a bot at it by changing only the base URLs, e.g. with python-telegram-bot:
         .base_url(f"{sim.base_url}/bot").base_file_url(f"{sim.base_url}/file/bot")
 
 Control/test API lives under ``/sandbox/...``; the web chat page is served at ``/``
-(``/#user=ID`` opens a chat). Users the shop already knows are given with ``--user ID:NAME``
-(``users=`` here, ``POST /sandbox/known-users`` on a running one) so the page lists them.
+(``/#user=ID`` opens a chat, ``/#chat=GROUP&user=ID`` a group as one of its members). Users the
+shop already knows are given with ``--user ID:NAME`` (``users=`` here, ``POST
+/sandbox/known-users`` on a running one) so the page lists them.
+
+Group chats (``add_group``, ``POST /sandbox/groups``) have negative ids (supergroups -100…) and
+simulated users as members; a member acts there by passing ``chat_id`` to the same methods that
+act in their private chat. The bot is in every group, in privacy mode as Telegram's default: it
+gets commands, mentions of it and replies to its own messages, not the rest of the talk.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from collections.abc import Callable, Iterable
 import uvicorn
 
 from sandbox.serving import listening_socket
-from sandbox.telegram_app import DEFAULT_TOKEN, create_app, wait_bot_message
+from sandbox.telegram_app import DEFAULT_TOKEN, create_app
+from sandbox.telegram_control import wait_bot_message
 from sandbox.telegram_models import KnownUser
 from sandbox.telegram_state import JSON, SimState
 from sandbox.telegram_webhook import WebhookPusher
@@ -131,34 +138,52 @@ class TelegramSimulator:
         """Return all simulated users."""
         return self.state.list_users()
 
-    def send_text(self, user_id: int, text: str, reply_to_message_id: int | None = None) -> JSON:
-        """Inject a text message (a reply-keyboard press is just this); return the Message."""
-        return self.state.send_text(user_id, text, reply_to_message_id)["message"]
+    def add_group(self, title: str, member_ids: Iterable[int], chat_id: int | None = None,
+                  chat_type: str | None = None) -> JSON:
+        """Create (or replace) a group chat the bot is in; return {id, type, title,
+        member_ids}. ``chat_id``: negative (default a new supergroup, -100…)."""
+        return self.state.add_group(title, member_ids, chat_id, chat_type)
 
-    def send_command(self, user_id: int, command: str, args: str = "") -> JSON:
+    def groups(self) -> list[JSON]:
+        """Return all group chats."""
+        return self.state.list_groups()
+
+    # Each user action below is in the user's private chat, or with ``chat_id`` in a group
+    # they are a member of.
+    def send_text(self, user_id: int, text: str, reply_to_message_id: int | None = None,
+                  chat_id: int | None = None) -> JSON:
+        """Inject a text message (a reply-keyboard press is just this); return the Message."""
+        return self.state.send_text(user_id, text, reply_to_message_id, chat_id)["message"]
+
+    def send_command(self, user_id: int, command: str, args: str = "",
+                     chat_id: int | None = None) -> JSON:
         """Inject ``/command args`` with a bot_command entity; return the Message."""
         text = f"/{command.lstrip('/')} {args}".strip()
-        return self.send_text(user_id, text)
+        return self.send_text(user_id, text, chat_id=chat_id)
 
     def send_document(self, user_id: int, data: bytes, filename: str,
-                      mime_type: str | None = None, caption: str | None = None) -> JSON:
+                      mime_type: str | None = None, caption: str | None = None,
+                      chat_id: int | None = None) -> JSON:
         """Inject a document upload; return the Message (document.file_id works with getFile)."""
         return self.state.send_upload(user_id, "document", data, filename, mime_type,
-                                      caption)["message"]
+                                      caption, chat_id)["message"]
 
     def send_photo(self, user_id: int, data: bytes, filename: str = "photo.png",
-                   caption: str | None = None) -> JSON:
+                   caption: str | None = None, chat_id: int | None = None) -> JSON:
         """Inject a photo upload; return the Message."""
         return self.state.send_upload(user_id, "photo", data, filename, None,
-                                      caption)["message"]
+                                      caption, chat_id)["message"]
 
-    def edit_text(self, user_id: int, message_id: int, text: str) -> JSON:
+    def edit_text(self, user_id: int, message_id: int, text: str,
+                  chat_id: int | None = None) -> JSON:
         """Inject an edit of the user's own text message (edited_message update)."""
-        return self.state.edit_user_text(user_id, message_id, text)["message"]
+        return self.state.edit_user_text(user_id, message_id, text, chat_id)["message"]
 
-    def press_button(self, user_id: int, message_id: int, callback_data: str) -> str:
+    def press_button(self, user_id: int, message_id: int, callback_data: str,
+                     chat_id: int | None = None) -> str:
         """Press an inline button of a bot message; return the callback_query id."""
-        return str(self.state.press_button(user_id, message_id, callback_data)["callback_query_id"])
+        pressed = self.state.press_button(user_id, message_id, callback_data, chat_id)
+        return str(pressed["callback_query_id"])
 
     def block(self, user_id: int, blocked: bool = True) -> None:
         """Make the user block the bot (sends fail with 403) or unblock it."""

@@ -120,7 +120,8 @@ class BotApi(BotSetupMethods):
             chat_id = int(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise bad_request("chat not found") from None
-        if chat_id not in self.state.users or chat_id in self.state.unopened:
+        # A group the bot is not in, like a user who never wrote to it: Telegram says the same.
+        if not self.state.chat_exists(chat_id) or chat_id in self.state.unopened:
             raise bad_request("chat not found")
         if for_send and chat_id in self.state.blocked:
             raise ApiError(403, "Forbidden: bot was blocked by the user")
@@ -199,7 +200,7 @@ class BotApi(BotSetupMethods):
 
     # ------------------------------------------------------------------ chat methods
     def m_getChat(self, p: Params) -> JSON:
-        """Return a ChatFullInfo for a private chat."""
+        """Return a ChatFullInfo for a private or group chat."""
         chat_id = self._chat(p, for_send=False)
         return {**self.state.chat_json(chat_id), "accent_color_id": 0, "max_reaction_count": 11}
 

@@ -88,7 +88,7 @@ class StoredFile:
 
 @dataclass
 class SimMessage:
-    """A message in a private chat, sent either by the user or by the bot."""
+    """A message in a chat (private or group), sent by a user (``sender_id``) or the bot."""
 
     chat_id: int
     message_id: int
@@ -143,3 +143,34 @@ class KnownUser:
         """Split the name into Telegram's first_name and last_name."""
         first, _, last = self.name.partition(" ")
         return first, last.strip() or None
+
+
+SUPERGROUP_IDS = -1_000_000_000_000  # supergroup chat ids are -100 followed by ten digits
+
+
+def parse_group_id(value: object) -> int:
+    """Return ``value`` as a group chat id (negative, like Telegram's) or raise ValueError."""
+    text = str(value).strip()
+    digits = text[1:] if text.startswith("-") else ""
+    if not (digits.isascii() and digits.isdigit()) or not 0 < int(digits) < MAX_USER_ID:
+        raise ValueError(f"group chat id must be a negative whole number (supergroups: -100…),"
+                         f" got {text!r}")
+    return -int(digits)
+
+
+@dataclass
+class SimGroup:
+    """A group chat the bot is in: a negative id, a title and the simulated users in it."""
+
+    id: int
+    title: str
+    type: str  # "group" or "supergroup"
+    member_ids: list[int]
+
+    def chat_json(self) -> JSON:
+        """Return the Bot API Chat object of the group."""
+        return {"id": self.id, "type": self.type, "title": self.title}
+
+    def as_json(self) -> JSON:
+        """Return the group as the control API shows it: its Chat object and member ids."""
+        return {**self.chat_json(), "member_ids": list(self.member_ids)}

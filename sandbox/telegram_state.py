@@ -1,5 +1,6 @@
-"""State of the Telegram Bot API simulator: the store plus what a simulated user does (send,
-upload, edit, press a button) and the chat transcripts the web page and tests read."""
+"""State of the Telegram Bot API simulator: its chats plus what a simulated user does in their
+private chat or a group (send, upload, edit, press a button) and the chat transcripts the web
+page and tests read."""
 
 from __future__ import annotations
 
@@ -7,28 +8,41 @@ import secrets
 import time
 from typing import Any
 
+from sandbox.telegram_chats import SimChats
 from sandbox.telegram_markup import command_entities
 from sandbox.telegram_models import JSON, SimMessage
-from sandbox.telegram_store import SimStore
 
 __all__ = ["JSON", "SimState"]
 
 
-class SimState(SimStore):
-    """The simulator's state with the user-side actions and transcript views."""
+class SimState(SimChats):
+    """The simulator's state with the user-side actions and transcript views. Each action is
+    in the user's private chat unless ``chat_id`` names a group they are a member of."""
 
     # ------------------------------------------------------------------ user actions
-    def _user_message(self, user_id: int, **fields: Any) -> tuple[JSON, int]:
-        self.user(user_id)
+    def _user_message(self, user_id: int, chat_id: int | None,
+                      **fields: Any) -> tuple[JSON, int | None]:
+        chat = self.acting_chat(user_id, chat_id)
         reply_to = fields.pop("reply_to_message_id", None)
-        if reply_to is not None and self.find_message(user_id, int(reply_to)) is None:
-            raise KeyError(f"message {reply_to} not found in chat {user_id}")
-        msg = self.new_message(user_id, from_bot=False, reply_to_message_id=reply_to, **fields)
-        self.unopened.discard(user_id)  # writing to the bot opens the chat for the bot
+        reply_to = None if reply_to is None else int(reply_to)
+        if reply_to is not None and self.find_message(chat, reply_to) is None:
+            raise KeyError(f"message {reply_to} not found in chat {chat}")
+        msg = self.new_message(chat, from_bot=False, sender_id=int(user_id),
+                               reply_to_message_id=reply_to, **fields)
+        if chat == user_id:
+            self.unopened.discard(user_id)  # writing to the bot opens the chat for the bot
         if msg.text is not None:
-            self._maybe_hide_one_time_keyboard(user_id, msg.text)
+            self._maybe_hide_one_time_keyboard(chat, msg.text)
         payload = self.message_json(msg)
-        return payload, self.push_update("message", payload)
+        return payload, self._deliver("message", msg, payload)
+
+    def _deliver(self, kind: str, msg: SimMessage, payload: JSON) -> int | None:
+        """Queue the update of a user's message; None (the message is only shown in the
+        chat) when privacy mode keeps it from the bot."""
+        if not self.reaches_bot(msg):
+            self.touch()
+            return None
+        return self.push_update(kind, payload)
 
     def _maybe_hide_one_time_keyboard(self, chat_id: int, text: str) -> None:
         markup = self.reply_keyboards.get(chat_id)
@@ -38,47 +52,56 @@ class SimState(SimStore):
         if text in labels:
             self.reply_keyboards[chat_id] = None
 
-    def send_text(self, user_id: int, text: str, reply_to_message_id: int | None = None) -> JSON:
-        """Inject a text message from a user; return {"message", "update_id"}."""
+    def send_text(self, user_id: int, text: str, reply_to_message_id: int | None = None,
+                  chat_id: int | None = None) -> JSON:
+        """Inject a text message from a user; return {"message", "update_id"} (update_id None:
+        privacy mode kept a group message from the bot)."""
         if not text:
             raise ValueError("text must not be empty")
         with self.cond:
             payload, uid = self._user_message(
-                user_id, text=text, entities=command_entities(text),
+                user_id, chat_id, text=text, entities=command_entities(text),
                 reply_to_message_id=reply_to_message_id,
             )
             return {"message": payload, "update_id": uid}
 
     def send_upload(self, user_id: int, kind: str, data: bytes, filename: str,
-                    mime_type: str | None = None, caption: str | None = None) -> JSON:
+                    mime_type: str | None = None, caption: str | None = None,
+                    chat_id: int | None = None) -> JSON:
         """Inject a document or photo upload from a user; return {"message", "update_id"}."""
         with self.cond:
-            self.user(user_id)
+            self.acting_chat(user_id, chat_id)
             stored = self.store_file(kind, data, filename, mime_type)
             fields: JSON = {"caption": caption}
             if caption:
                 fields["caption_entities"] = command_entities(caption)
             fields[kind] = stored
-            payload, uid = self._user_message(user_id, **fields)
+            payload, uid = self._user_message(user_id, chat_id, **fields)
             return {"message": payload, "update_id": uid}
 
-    def edit_user_text(self, user_id: int, message_id: int, text: str) -> JSON:
+    def edit_user_text(self, user_id: int, message_id: int, text: str,
+                       chat_id: int | None = None) -> JSON:
         """Inject an edit of a user's earlier text message (an ``edited_message`` update)."""
         with self.cond:
-            msg = self.find_message(user_id, message_id)
-            if msg is None or msg.from_bot or msg.text is None:
-                raise KeyError(f"user text message {message_id} not found in chat {user_id}")
+            chat = self.acting_chat(user_id, chat_id)
+            msg = self.find_message(chat, message_id)
+            if msg is None or msg.sender_id != user_id or msg.from_bot or msg.text is None:
+                raise KeyError(f"text message {message_id} of user {user_id} not found in chat"
+                               f" {chat}")
             msg.text, msg.entities, msg.edit_date = text, command_entities(text), int(time.time())
             payload = self.message_json(msg)
-            return {"message": payload, "update_id": self.push_update("edited_message", payload)}
+            return {"message": payload, "update_id": self._deliver("edited_message", msg,
+                                                                   payload)}
 
-    def press_button(self, user_id: int, message_id: int, callback_data: str) -> JSON:
+    def press_button(self, user_id: int, message_id: int, callback_data: str,
+                     chat_id: int | None = None) -> JSON:
         """Inject a press on an inline button of a bot message; return the query and update."""
         with self.cond:
+            chat = self.acting_chat(user_id, chat_id)
             user = self.user(user_id)
-            msg = self.find_message(user_id, message_id)
+            msg = self.find_message(chat, message_id)
             if msg is None or not msg.from_bot:
-                raise KeyError(f"bot message {message_id} not found in chat {user_id}")
+                raise KeyError(f"bot message {message_id} not found in chat {chat}")
             rows = (msg.reply_markup or {}).get("inline_keyboard", [])
             datas = [b.get("callback_data") for row in rows for b in row]
             if callback_data not in datas:
@@ -91,20 +114,20 @@ class SimState(SimStore):
                 "id": query_id,
                 "from": dict(user),
                 "message": self.message_json(msg),
-                "chat_instance": str(abs(hash((self.bot_id, user_id))) % 10**18),
+                "chat_instance": str(abs(hash((self.bot_id, chat))) % 10**18),
                 "data": callback_data,
             }
             self.callback_queries[query_id] = {
-                "chat_id": user_id, "message_id": message_id, "data": callback_data,
+                "chat_id": chat, "message_id": message_id, "data": callback_data,
                 "answered": False, "time": time.time(),
             }
             label = next(
                 (b.get("text") for row in rows for b in row
                  if b.get("callback_data") == callback_data), callback_data,
             )
-            self.add_event(user_id, {"type": "button_press", "message_id": message_id,
-                                     "callback_data": callback_data, "text": label,
-                                     "callback_query_id": query_id})
+            self.add_event(chat, {"type": "button_press", "message_id": message_id,
+                                  "callback_data": callback_data, "text": label,
+                                  "callback_query_id": query_id, "from_id": user_id})
             uid = self.push_update("callback_query", query)
             return {"callback_query_id": query_id, "update_id": uid, "callback_query": query}
 
@@ -145,9 +168,10 @@ class SimState(SimStore):
         return out
 
     def transcript(self, chat_id: int, since_message_id: int = 0) -> JSON:
-        """Return a chat's current messages (edits and deletions applied) plus UI state."""
+        """Return a chat's current messages (edits and deletions applied) plus UI state (a
+        group's also lists its ``members``)."""
         with self.cond:
-            if chat_id not in self.users:
+            if not self.chat_exists(chat_id):
                 raise KeyError(f"unknown chat {chat_id}")
             msgs = [
                 self.transcript_message(m)
@@ -165,6 +189,8 @@ class SimState(SimStore):
                 "events": list(self.events.get(chat_id, [])),
                 "blocked": chat_id in self.blocked,
                 "opened": chat_id not in self.unopened,
+                "members": [dict(self.users[uid]) for uid in self.groups[chat_id].member_ids]
+                if chat_id in self.groups else None,
                 "version": self.version,
             }
 

@@ -1,5 +1,6 @@
-"""Thread-safe core of the Telegram Bot API simulator's state: the lock, users and chats,
-messages, files, the update queue and the record of Bot API calls."""
+"""Thread-safe core of the Telegram Bot API simulator's state: the lock, the stored messages,
+files, the update queue and the record of Bot API calls (who is in which chat, and how chats
+and messages look on the wire: sandbox/telegram_chats.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from sandbox.telegram_markup import image_size
@@ -17,6 +18,7 @@ from sandbox.telegram_models import (
     DEFAULT_UPDATE_TYPES,
     JSON,
     KnownUser,
+    SimGroup,
     SimMessage,
     StoredFile,
 )
@@ -28,8 +30,7 @@ class SimStore:
     """All simulator state behind one lock; ``version`` bumps (and notifies) on every change."""
 
     def __init__(self, token: str, bot_name: str = "QuickCart Sandbox Bot",
-                 bot_username: str = "quickcart_sandbox_bot",
-                 users: Iterable[KnownUser] = ()) -> None:
+                 bot_username: str = "quickcart_sandbox_bot") -> None:
         self.token = token
         head = token.split(":", 1)[0]
         self.bot_id = int(head) if head.isdigit() else 7_000_000_001
@@ -52,11 +53,11 @@ class SimStore:
         self._next_user_id = 100_001
         self.known_users: dict[int, KnownUser] = {}
         self._reset_data()
-        self.add_known_users(users)
 
     # ------------------------------------------------------------------ basics
     def _reset_data(self) -> None:
         self.users: dict[int, JSON] = {}
+        self.groups: dict[int, SimGroup] = {}  # group chats by their (negative) chat id
         self.blocked: set[int] = set()
         self.unopened: set[int] = set()  # users who never wrote to the bot: it cannot reach them
         self.messages: dict[int, dict[int, SimMessage]] = {}
@@ -84,19 +85,6 @@ class SimStore:
         """Mark state as changed and wake every waiter (caller holds the lock)."""
         self.version += 1
         self.cond.notify_all()
-
-    def reset(self, keep_known_users: bool = True) -> None:
-        """Forget users, chats, updates, files, calls and settings (update_id keeps counting);
-        known users are configuration, like the token: listed again (chats empty) unless not
-        ``keep_known_users``."""
-        with self.cond:
-            self._reset_data()
-            if not keep_known_users:
-                self.known_users.clear()
-            for known in self.known_users.values():
-                self._add_known(known)
-            self.poll_generation += 1
-            self.touch()
 
     def set_rate_limit(self, enabled: bool = True, per_chat_per_second: int | None = None,
                        global_per_second: int | None = None,
@@ -135,99 +123,17 @@ class SimStore:
                     return None
                 self.cond.wait(min(remaining, 0.5))
 
-    # ------------------------------------------------------------------ users & chats
-    def add_user(self, first_name: str, user_id: int | None = None, username: str | None = None,
-                 language_code: str | None = "en", last_name: str | None = None,
-                 opened: bool = True) -> JSON:
-        """Create (or update) a simulated user; their private chat id equals the user id.
-
-        ``opened=False``: the user has not written to the bot yet, so, as on Telegram, the bot
-        gets "chat not found" when it writes to them until they send something.
-        """
-        with self.cond:
-            if user_id is None:
-                while self._next_user_id in self.users:
-                    self._next_user_id += 1
-                user_id = self._next_user_id
-                self._next_user_id += 1
-            user: JSON = {"id": int(user_id), "is_bot": False, "first_name": first_name}
-            if last_name:
-                user["last_name"] = last_name
-            if username:
-                user["username"] = username.lstrip("@")
-            if language_code:
-                user["language_code"] = language_code
-            self.users[int(user_id)] = user
-            self.messages.setdefault(int(user_id), {})
-            if opened:
-                self.unopened.discard(int(user_id))
-            else:
-                self.unopened.add(int(user_id))
-            self.touch()
-            return dict(user)
-
-    def add_known_users(self, users: Iterable[KnownUser]) -> list[JSON]:
-        """Register users the shop already knows (kept across reset); return their User objects."""
-        with self.cond:
-            added = []
-            for known in users:
-                self.known_users[known.id] = known
-                added.append(self._add_known(known))
-            return added
-
-    def _add_known(self, known: KnownUser) -> JSON:
-        # Opened: the shop knows a user because they wrote to the bot (registration happens on
-        # first contact), and Telegram lets a bot write to such a user from then on.
-        first, last = known.names()
-        return self.add_user(first, known.id, known.username, last_name=last)
-
-    def list_users(self) -> list[JSON]:
-        """Return all simulated users."""
-        with self.cond:
-            return [dict(u) for u in self.users.values()]
-
-    def set_blocked(self, user_id: int, blocked: bool) -> None:
-        """Make the user block (or unblock) the bot: sends then fail with 403."""
-        with self.cond:
-            self.user(user_id)
-            if blocked:
-                self.blocked.add(user_id)
-            else:
-                self.blocked.discard(user_id)
-            self.touch()
-
-    def user(self, user_id: int) -> JSON:
-        """Return a user or raise KeyError."""
-        try:
-            return self.users[int(user_id)]
-        except (KeyError, ValueError):
-            raise KeyError(f"unknown user {user_id}") from None
-
-    def chat_json(self, chat_id: int) -> JSON:
-        """Return the Bot API Chat object of a private chat."""
-        user = self.users[chat_id]
-        chat: JSON = {"id": chat_id, "type": "private", "first_name": user["first_name"]}
-        for key in ("last_name", "username"):
-            if key in user:
-                chat[key] = user[key]
-        return chat
-
-    def sender_json(self, msg: SimMessage) -> JSON:
-        """Return the Bot API User object for the sender of ``msg``."""
-        if msg.from_bot:
-            keep = ("id", "is_bot", "first_name", "username")
-            return {k: self.bot_user[k] for k in keep}
-        return dict(self.users[msg.sender_id])
-
     # ------------------------------------------------------------------ messages
-    def new_message(self, chat_id: int, from_bot: bool, **fields: Any) -> SimMessage:
-        """Store a new message in a chat (caller holds the lock)."""
+    def new_message(self, chat_id: int, from_bot: bool, sender_id: int | None = None,
+                    **fields: Any) -> SimMessage:
+        """Store a new message in a chat (caller holds the lock); a user's message is from
+        ``sender_id`` (default: the private chat's user)."""
         mid = self.next_message_id.get(chat_id, 1)
         self.next_message_id[chat_id] = mid + 1
         msg = SimMessage(
             chat_id=chat_id,
             message_id=mid,
-            sender_id=self.bot_id if from_bot else chat_id,
+            sender_id=self.bot_id if from_bot else sender_id or chat_id,
             from_bot=from_bot,
             date=int(time.time()),
             **fields,
@@ -239,36 +145,6 @@ class SimStore:
         """Return a live (not deleted) message or None."""
         msg = self.messages.get(chat_id, {}).get(message_id)
         return None if msg is None or msg.deleted else msg
-
-    def message_json(self, msg: SimMessage, with_reply: bool = True) -> JSON:
-        """Render a message as a Bot API Message object."""
-        out: JSON = {
-            "message_id": msg.message_id,
-            "from": self.sender_json(msg),
-            "chat": self.chat_json(msg.chat_id),
-            "date": msg.date,
-        }
-        if msg.edit_date:
-            out["edit_date"] = msg.edit_date
-        if msg.text is not None:
-            out["text"] = msg.text
-            if msg.entities:
-                out["entities"] = msg.entities
-        if msg.photo is not None:
-            out["photo"] = msg.photo.as_photo()
-        if msg.document is not None:
-            out["document"] = msg.document.as_document()
-        if msg.caption is not None:
-            out["caption"] = msg.caption
-            if msg.caption_entities:
-                out["caption_entities"] = msg.caption_entities
-        if msg.reply_markup and "inline_keyboard" in msg.reply_markup:
-            out["reply_markup"] = msg.reply_markup
-        if with_reply and msg.reply_to_message_id is not None:
-            target = self.messages.get(msg.chat_id, {}).get(msg.reply_to_message_id)
-            if target is not None and not target.deleted:
-                out["reply_to_message"] = self.message_json(target, with_reply=False)
-        return out
 
     # ------------------------------------------------------------------ files
     def store_file(self, kind: str, data: bytes, file_name: str | None,

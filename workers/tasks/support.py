@@ -70,6 +70,12 @@ def support_admin_answer(actor_id: int, chat_id: int, ticket_id: int, text: str,
                                        Incoming(text, photo_file_id), idempotency_key,
                                        from_admin_group)
     except ShopError as refusal:
+        if refusal.code == "ticket_closed":
+            # The ticket's state for the admins, not the shopper's "press KIRIM PESAN" (there
+            # is no such button in an admin group).
+            answer(chat_id, [(N_("support.already_closed"), {"ticket": ticket_id})],
+                   idempotency_key)
+            return refusal.to_dict()
         return refused(chat_id, idempotency_key, refusal)
     publish_committed_unsafe(outcome.outbox)
     if outcome.result.get("status") == "answered":
@@ -152,10 +158,12 @@ def _fan_out(task: Any, engine: Any, view: Any, message_id: int) -> int:
                        status=view.order_status) if view.invoice_id else "-"
         text = render(key, lang, ticket=view.ticket_id, name=view.name, user_id=view.user_id,
                       username=view.username or "-", order=order, text=view.body or "📷")
+        # A group's copy has no buttons: the bot serves buttons in private chats only (its
+        # gate), so there they would spin and do nothing; a reply answers in a group.
+        markup = _buttons(lang, view.ticket_id, view.order_id) if chat_id > 0 else None
         try:
             sent += _deliver(chat_id, f"support:{message_id}:to:{chat_id}", view.ticket_id,
-                             text, view.photo_file_id, _buttons(lang, view.ticket_id,
-                                                                view.order_id))
+                             text, view.photo_file_id, markup)
         except TelegramRetryAfter as exc:
             raise task.retry(exc=exc, countdown=exc.retry_after) from exc
     return sent
