@@ -122,6 +122,10 @@ class FaultShop(Shop):
     def start_group(self, group: str) -> None:
         self.group_workers[group] = self._group_worker(group).start()
 
+    def group_log_paths(self) -> list[Path]:
+        """Every group worker's log file (a restarted worker appends to its group's)."""
+        return [w.log_path for w in self.group_workers.values()]
+
     def group_logs(self) -> str:
         return "\n".join(f"--- {g}\n{w.log_tail(15)}" for g, w in self.group_workers.items())
 

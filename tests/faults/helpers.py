@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 
 from quickcart.db.uow import unit_of_work
-from tests.e2e.conftest import Shop
+from tests.e2e.conftest import TASK_QUEUES, Shop
 from tests.e2e.test_order_engine import assert_clean, delivered_contents, sold_contents
 from tests.support import wait_until
 
@@ -21,9 +23,12 @@ def intent(shop: Shop, user_id: int, product_id: int, method: str = "account_bal
            key: str | None = None, quantity: int = 1) -> str:
     """Send one purchase intent (as the bot does); returns its idempotency key."""
     key = key or f"flt:{uuid.uuid4().hex}"
-    shop.send("quickcart.create_order", user_id=user_id, product_id=product_id,
-              quantity=quantity, payment_method=method, idempotency_key=key,
-              voucher_code=None)
+    # The task id names the key, so a failure can find what the workers did with it.
+    shop.client.send_task("quickcart.create_order", queue=TASK_QUEUES["quickcart.create_order"],
+                          task_id=f"{key}:{uuid.uuid4().hex[:6]}",
+                          kwargs={"user_id": user_id, "product_id": product_id,
+                                  "quantity": quantity, "payment_method": method,
+                                  "idempotency_key": key, "voucher_code": None})
     return key
 
 
@@ -36,16 +41,36 @@ def outcomes(shop: Shop, keys: list[str]) -> dict[str, dict[str, Any] | None]:
 
 
 def wait_all_outcomes(shop: Shop, keys: list[str], timeout: float,
-                      extra: str = "") -> dict[str, dict[str, Any]]:
-    """Wait until every key has an outcome; on timeout, say which are missing."""
+                      extra: str | Callable[[], str] = "",
+                      logs: Iterable[Path] = ()) -> dict[str, dict[str, Any]]:
+    """Wait until every key has an outcome; on timeout, say which are missing, with `extra`
+    (read then, if a callable) and every line of the `logs` naming a missing key or a problem."""
     try:
         wait_until(lambda: all(v is not None for v in outcomes(shop, keys).values()),
                    what=f"{len(keys)} intents", timeout=timeout, interval=0.5)
     except AssertionError as exc:
         missing = [k for k, v in outcomes(shop, keys).items() if v is None]
+        told = extra() if callable(extra) else extra
         raise AssertionError(f"{exc}: {len(missing)} intent(s) without an outcome, e.g."
-                             f" {missing[:5]}\n{extra}") from None
+                             f" {missing[:5]}\n{told}\n{_log_lines(logs, missing)}") from None
     return {k: v for k, v in outcomes(shop, keys).items() if v is not None}
+
+
+def _log_lines(paths: Iterable[Path], keys: list[str], limit: int = 80) -> str:
+    """The log lines that name one of `keys` (in a task id) or report a retry, an error or a
+    parked message."""
+    problem = re.compile(r"retry|error|poison|warning|lost|restor", re.IGNORECASE)
+    found = []
+    for path in paths:
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        found += [f"{path.name}: {line[:300]}" for line in lines
+                  if any(k in line for k in keys)
+                  or (problem.search(line) and "SecurityWarning" not in line
+                      and "_warn_or_raise_security_error" not in line)]
+    return "--- log lines naming the missing keys or a problem\n" + "\n".join(found[-limit:])
 
 
 def add_admin(shop: Shop, user_id: int) -> int:

@@ -240,7 +240,8 @@ def test_redis_lost_with_committed_effects_queued(test_urls: Urls, tmp_path) -> 
             for user in depositors:
                 shop.send("quickcart.create_deposit", user_id=user, amount="50000",
                           idempotency_key=f"flt:q:dep:{user}")
-            results = wait_all_outcomes(shop, keys, timeout=90, extra=shop.group_logs())
+            results = wait_all_outcomes(shop, keys, timeout=90, extra=shop.group_logs,
+                                        logs=shop.group_log_paths())
             assert [results[k]["status"] for k in keys] == ["paid"] * 5 + ["pending"] * 5
             assert [r["error"] for r in wait_all_outcomes(shop, refused, timeout=5).values()] \
                 == ["insufficient_balance"] * 3

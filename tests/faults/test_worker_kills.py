@@ -105,7 +105,8 @@ def test_repeated_worker_kills_lose_nothing_and_double_nothing(fshop: FaultShop,
     assert shop.kills == KILLS
 
     intents = balance_keys + scarce_keys + late_keys + sorted(set(import_keys))
-    results = wait_all_outcomes(shop, intents, timeout=150, extra=shop.group_logs())
+    results = wait_all_outcomes(shop, intents, timeout=150, extra=shop.group_logs,
+                                logs=shop.group_log_paths())
 
     # Nothing lost, nothing doubled: exact outcomes of every intent.
     assert all(results[k]["status"] == "paid" for k in balance_keys), \
