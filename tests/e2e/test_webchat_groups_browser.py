@@ -18,7 +18,13 @@ from tests.e2e.test_bot import (
     said,
 )
 from tests.e2e.test_bot_catalog_admin import ask
-from tests.e2e.test_webchat_browser import Page, browser  # noqa: F401 - the browser fixture
+from tests.e2e.test_webchat_browser import (  # noqa: F401 - the browser fixture
+    GUIDE_IMAGES,
+    VIEWPORT,
+    Page,
+    browser,
+    png_size,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -72,6 +78,11 @@ def test_a_ticket_answered_from_a_group_in_the_web_chat(shop: Shop, bot: Any,  #
     assert [e.text.splitlines()[0] for e in mine] == ["siapa yang jaga hari ini?"]
     assert browser.find_element(By.XPATH, "//div[@id='log']/div[contains(., 'Sudah kami')]"
                                 ).text.startswith("Pembeli 9501")  # the admin, by name
+    # The owner guide's picture of answering a ticket in a staff group (section 6.6).
+    shot = browser.get_screenshot_as_png()
+    assert png_size(shot) == VIEWPORT
+    GUIDE_IMAGES.mkdir(parents=True, exist_ok=True)
+    (GUIDE_IMAGES / "webchat-group-ticket.png").write_bytes(shot)
 
     # a group made on the page is listed and opened; a user's own chat is one click away
     browser.find_element(By.XPATH, "//details[@id='newgroup-box']/summary").click()
