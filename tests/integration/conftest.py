@@ -1,13 +1,15 @@
-"""Fixtures shared by the integration tests that use Redis keys of their own."""
+"""Fixtures shared by the integration tests: Redis keys of their own, the Telegram simulator."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import redis
 
+from sandbox.telegram import TelegramSimulator
 from tests.conftest import TestUrls
 
 
@@ -27,3 +29,17 @@ def prefix(r: redis.Redis) -> Iterator[str]:
     keys = list(r.scan_iter(f"{name}*"))
     if keys:
         r.delete(*keys)
+
+
+@pytest.fixture
+def sim() -> Iterator[TelegramSimulator]:
+    """A Telegram simulator of this test's own, stopped after it."""
+    with TelegramSimulator() as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def client(sim: TelegramSimulator) -> Iterator[httpx.Client]:
+    """An HTTP client of the simulator (its Bot API and control API)."""
+    with httpx.Client(base_url=sim.base_url, timeout=15.0) as c:
+        yield c

@@ -6,7 +6,6 @@ their per-minute limit, and a lower class takes no slot a higher class is waitin
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,12 +18,6 @@ from tests.conftest import TestUrls, worker_runtime
 from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def sim() -> Iterator[TelegramSimulator]:
-    with TelegramSimulator() as simulator:
-        yield simulator
 
 
 def _api(sim: TelegramSimulator, r: redis.Redis, prefix: str, **limits: Any) -> BotApi:

@@ -41,21 +41,6 @@ from sandbox.telegram import KnownUser, TelegramSimulator, build_parser
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-def sim() -> Iterator[TelegramSimulator]:
-    simulator = TelegramSimulator().start()
-    try:
-        yield simulator
-    finally:
-        simulator.stop()
-
-
-@pytest.fixture
-def client(sim: TelegramSimulator) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sim.base_url, timeout=15.0) as c:
-        yield c
-
-
 def call(client: httpx.Client, sim: TelegramSimulator, method: str,
          **kwargs: Any) -> httpx.Response:
     return client.post(f"/bot{sim.token}/{method}", **kwargs)

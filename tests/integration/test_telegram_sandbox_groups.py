@@ -4,7 +4,6 @@ wire format, privacy mode, and a real python-telegram-bot Application answering 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,21 +15,6 @@ from sandbox.telegram import TelegramSimulator
 from tests.integration.test_telegram_sandbox import BotRunner
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def sim() -> Iterator[TelegramSimulator]:
-    simulator = TelegramSimulator().start()
-    try:
-        yield simulator
-    finally:
-        simulator.stop()
-
-
-@pytest.fixture
-def client(sim: TelegramSimulator) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sim.base_url, timeout=15.0) as c:
-        yield c
 
 
 def call(client: httpx.Client, sim: TelegramSimulator, method: str,
