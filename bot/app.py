@@ -41,6 +41,7 @@ from bot.handlers import (
 from bot.handlers.help import help_command
 from bot.runtime import BotRuntime
 from bot.send_limits import SharedSendLimits
+from quickcart import bot_commands
 from quickcart.adapters import redis_store
 from quickcart.adapters.rate_limit import Limits
 from quickcart.config import MissingSettingError, Settings, get_settings
@@ -86,8 +87,11 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     application.add_handler(CommandHandler("export", account.export_command))
     application.add_handler(CommandHandler("delete_me", account.delete_me_command))
     application.add_handler(CommandHandler("help", help_command))
-    for name, handler in admin_command_handlers().items():
+    handlers = admin_command_handlers()
+    for name, handler in handlers.items():
         application.add_handler(CommandHandler(name, handler))
+    for alias, name in bot_commands.ADMIN_ALIASES.items():
+        application.add_handler(CommandHandler(alias, handlers[name]))
     application.add_handler(MessageHandler(filters.COMMAND, menu.unknown_command))
     application.add_handler(MessageHandler(filters.Document.ALL, admin_catalog.on_document))
     application.add_handler(MessageHandler(filters.PHOTO & filters.CaptionRegex(r"^/broadcast"),

@@ -23,8 +23,8 @@ from quickcart import bot_commands
 ROLE_COMMANDS: dict[str, tuple[str, str | None]] = {
     "addreseller": ("reseller", None), "rmress": ("customer", "reseller"),
     "addadmin": ("admin", None), "rmadmin": ("customer", "admin")}
-# /editname, /editcat, /editprice, /editdesc → the product field they change.
-EDIT_COMMANDS = {"editname": "name", "editcat": "category", "editprice": "price",
+# /editname, /editcategory, /editprice, /editdesc → the product field they change.
+EDIT_COMMANDS = {"editname": "name", "editcategory": "category", "editprice": "price",
                  "editdesc": "description"}
 
 

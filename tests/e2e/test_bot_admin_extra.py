@@ -157,7 +157,8 @@ def test_admin_transfer_pm_and_product_edits(shop: Shop, bot: Any) -> None:
 
     # product field edits
     edits = [("editname", "Spotify 1 Bulan", "Nama: Spotify 1 Bulan"),
-             ("editcat", "Musik", "Kategori: Musik"),
+             ("editcategory", "Musik", "Kategori: Musik"),
+             ("editcat", "Musik", "Kategori: Musik"),  # the short name keeps working
              ("editprice", "12.500", "Harga: Rp12.500"),
              ("editdesc", "Akun premium | 30 hari", "Deskripsi: Akun premium | 30 hari")]
     for command, value, shown in edits:

@@ -109,7 +109,7 @@ def test_fixed_argument_commands_are_audited_under_their_name(command: str) -> N
 def test_commands_told_apart_by_their_arguments() -> None:
     assert command_of("quickcart.admin_discount", {"scope": "product"}) == "disc"
     assert command_of("quickcart.admin_discount", {"scope": "category"}) == "discat"
-    assert command_of("quickcart.admin_edit_product", {"field": "category"}) == "editcat"
+    assert command_of("quickcart.admin_edit_product", {"field": "category"}) == "editcategory"
     assert command_of("quickcart.admin_edit_product", {"field": "description"}) == "editdesc"
     assert command_of("quickcart.admin_add_stock_lines", {"lines": ["a"]}) == "addstock"
     assert command_of("quickcart.admin_delete_all_stock", {}) == "delallstock:confirm"

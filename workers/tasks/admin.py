@@ -222,7 +222,7 @@ PRODUCT_EDITS = {"name": "name", "category": "category", "price": "customer_pric
 @app.task(base=QuickCartTask, name="quickcart.admin_edit_product")
 def edit_product(actor_id: int, product_id: int, field: str, value: str,
                  idempotency_key: str) -> dict[str, Any]:
-    """/editname, /editcat, /editprice, /editdesc: one product field."""
+    """/editname, /editcategory, /editprice, /editdesc: one product field."""
     def act() -> Parts:
         column = PRODUCT_EDITS.get(field)
         if column is None:

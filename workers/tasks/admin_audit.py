@@ -62,8 +62,8 @@ BUTTON_ACTIONS = {
 ROLE_COMMANDS: dict[tuple[Any, Any], str] = {
     ("reseller", None): "addreseller", ("customer", "reseller"): "rmress",
     ("admin", None): "addadmin", ("customer", "admin"): "rmadmin"}
-#: /editname, /editcat, /editprice, /editdesc by the product field they change.
-EDIT_COMMANDS = {"name": "editname", "category": "editcat", "price": "editprice",
+#: /editname, /editcategory, /editprice, /editdesc by the product field they change.
+EDIT_COMMANDS = {"name": "editname", "category": "editcategory", "price": "editprice",
                  "description": "editdesc"}
 
 
