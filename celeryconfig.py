@@ -94,6 +94,7 @@ beat_schedule = {
     "ship-audit": {"task": "quickcart.ship_audit", "schedule": 1.0},
     "rollup-sold-counts": {"task": "quickcart.rollup_sold_counts", "schedule": 5.0},
     "redeliver-stuck": {"task": "quickcart.redeliver_stuck", "schedule": 30.0},
+    "resend-lost-intents": {"task": "quickcart.resend_lost_intents", "schedule": 15.0},
     "purge-outbox": {"task": "quickcart.purge_outbox", "schedule": 3600.0},
     "reconcile-payments": {"task": "quickcart.reconcile_payments", "schedule": 30.0},
     "health-monitor": {"task": "quickcart.health_monitor", "schedule": 60.0},

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
 
     # Pending QRIS rows older than this are asked about at the gateway (lost webhooks).
     reconcile_after_seconds: int = 60
+    # A shopper's order or deposit intent with no outcome after this long is sent again, same
+    # key (quickcart.adapters.intent_journal): well under the broker's visibility timeout.
+    intent_resend_after_seconds: int = 60
 
     store_name: str = "QuickCart"
     # The welcome message's "Dokumentasi: Baca Disini" link (omitted when unset).

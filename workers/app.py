@@ -16,6 +16,7 @@ TASK_MODULES = [
     "workers.tasks.audit",
     "workers.tasks.bulk",
     "workers.tasks.maintenance",
+    "workers.tasks.intents",
     "workers.tasks.account",
     "workers.tasks.admin",
     "workers.tasks.catalog_admin",

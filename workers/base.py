@@ -11,7 +11,7 @@ from celery import Task
 from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from quickcart.adapters import redis_store
+from quickcart.adapters import intent_journal, redis_store
 from quickcart.adapters.pakasir import GatewayUnavailableError
 from quickcart.adapters.telegram_api import TelegramRetryAfter, TelegramUnavailable
 from workers import runtime
@@ -69,7 +69,7 @@ class QuickCartTask(Task):
                                                  f"{self.name}:{task_id}")
                 return {"status": "poison", "deliveries": seen}
         try:
-            return self.run(*args, **kwargs)
+            result = self.run(*args, **kwargs)
         except TelegramRetryAfter as exc:
             # Flood control, Telegram's 429 or our own send limits' longer wait
             # (quickcart.adapters.rate_limit): come back when a send is allowed. The notify
@@ -81,6 +81,14 @@ class QuickCartTask(Task):
             if _transient_db_error(exc):
                 raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
             raise
+        key = intent_journal.journaled_key(self.name, kwargs)
+        if key is not None:
+            # Ran to an outcome (recorded under the key): beat's sweep need not send it again.
+            # Best effort: a journal entry left behind is dropped by the sweep, which finds the
+            # key claimed.
+            with contextlib.suppress(redis.RedisError):
+                intent_journal.forget(runtime.redis_client(), key)
+        return result
 
 
 def _redelivered(request: Any) -> bool:

@@ -22,7 +22,7 @@ from typing import Any
 from celery.beat import PersistentScheduler, ScheduleEntry
 from sqlalchemy import Connection, Engine, create_engine
 
-from quickcart.adapters import redis_store
+from quickcart.adapters import intent_journal, redis_store
 from quickcart.config import get_settings
 from quickcart.db.urls import service_urls
 from quickcart.services import housekeeping
@@ -101,6 +101,8 @@ CHECKS: dict[str, Callable[[], bool]] = {
     "quickcart.low_stock_check": lambda: _db(housekeeping.low_stock_changes),
     "quickcart.broadcast_resume": lambda: _db(housekeeping.orphaned_broadcasts),
     "quickcart.review_reminders": lambda: _db(housekeeping.open_reviews),
+    "quickcart.resend_lost_intents": lambda: intent_journal.any_sent_before(
+        runtime.redis_client(), time.time() - get_settings().intent_resend_after_seconds),
 }
 #: Beat entries sent without a check: their run is the check (the health monitor probes the
 #: database, Redis and the gateway from a worker). Every other entry needs one in CHECKS.

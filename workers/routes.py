@@ -68,6 +68,7 @@ TASK_QUEUES: dict[str, str] = {
     "quickcart.admin_renumber_product": "default",
     "quickcart.broadcast_resume": "default",
     "quickcart.low_stock_check": "default",
+    "quickcart.resend_lost_intents": "default",
     "quickcart.restock_notify": "default",
     "quickcart.restock_watch": "default",
     "quickcart.admin_adjust_balance": "default",

@@ -54,3 +54,10 @@ def record(session: Tx, key: str, result: dict[str, Any]) -> None:
 
 def _json(value: dict[str, Any]) -> str:
     return json.dumps(value, default=str)
+
+
+def claimed(session: Tx, keys: list[str]) -> set[str]:
+    """Which of `keys` a committed intent has claimed (it took effect, or was refused and the
+    refusal recorded): those are never to be sent again. Locks nothing."""
+    return {str(k) for k in run(session, "SELECT key FROM idempotency_keys WHERE key = ANY(:k)",
+                                {"k": keys}).scalars()}
