@@ -31,6 +31,15 @@ def pending_order(db: Engine, user_id: int = 1, method: str = "account_balance")
         return make_order(conn, user_id, make_stock(conn, 1), method=method)
 
 
+def pending_deposit(db: Engine, user_id: int = 1) -> int:
+    with db.begin() as conn:
+        make_user(conn, user_id)
+        return int(conn.execute(text(
+            "INSERT INTO deposits (user_id, invoice_id, amount, total_bill, status,"
+            " expires_at) VALUES (:u, 'DEP-1', 10000, 10000, 'pending',"
+            " now() + interval '1 hour') RETURNING id"), {"u": user_id}).scalar_one())
+
+
 def test_every_check_is_quiet_on_an_empty_shop(db: Engine) -> None:
     probes: list[Callable[[Connection], bool]] = [
         lambda c: housekeeping.outbox_unpublished(c, 0), housekeeping.overdue_pending,
@@ -74,12 +83,7 @@ def test_expiry_check_matches_the_sweep(db: Engine, kind: str) -> None:
         row_id = pending_order(db)
         table, due = "orders", lambda: orders.due_orders(db)
     else:
-        with db.begin() as conn:
-            make_user(conn, 1)
-            row_id = conn.execute(text(
-                "INSERT INTO deposits (user_id, invoice_id, amount, total_bill, status,"
-                " expires_at) VALUES (1, 'DEP-1', 10000, 10000, 'pending',"
-                " now() + interval '1 hour') RETURNING id")).scalar_one()
+        row_id = pending_deposit(db)
         table, due = "deposits", lambda: payments.due_deposits(db)
     assert not check(db, housekeeping.overdue_pending) and due() == []
     with db.begin() as conn:
@@ -181,15 +185,7 @@ def test_redelivery_check_agrees_with_the_sweep_on_each_condition(
 def test_reconcile_check_agrees_with_reconciliation_on_each_branch(
         db: Engine, kind: str, method: str | None, qr: str | None, age_seconds: int,
         due: bool) -> None:
-    if kind == "order":
-        row_id = pending_order(db, method=str(method))
-    else:
-        with db.begin() as conn:
-            make_user(conn, 1)
-            row_id = conn.execute(text(
-                "INSERT INTO deposits (user_id, invoice_id, amount, total_bill, status,"
-                " expires_at) VALUES (1, 'DEP-1', 10000, 10000, 'pending',"
-                " now() + interval '1 hour') RETURNING id")).scalar_one()
+    row_id = pending_order(db, method=str(method)) if kind == "order" else pending_deposit(db)
     with db.begin() as conn:
         conn.execute(text(f"UPDATE {kind}s SET payment_number = :qr,"  # noqa: S608
                           " created_at = now() - make_interval(secs => :a) WHERE id = :i"),
